@@ -1,0 +1,407 @@
+"""Noise families, defined once and offered in every representation the project needs.
+
+A family says what "perceive x through noise of level σ" means. The same object serves
+the exact grid engine (:meth:`NoiseFamily.grid_parts`, used by
+:mod:`serialrepro.grid.kernels`), Monte-Carlo chains in continuous space
+(:meth:`NoiseFamily.sample`, :meth:`NoiseFamily.log_prob`) and trained models
+(:meth:`NoiseFamily.unit_noise`, zero-mean unit-variance noise for variance-preserving
+forward processes), so "laplace with standard deviation σ" means the same thing
+everywhere and a new family is added in one place.
+
+The paper's five families follow the authors' published simulation code exactly
+(DESIGN §2): ``gaussian``, ``bimodal`` ("stretch"), ``trimodal``, ``fade-uniform`` and
+``fade-fixed``. Three more are parameterised so that σ is the per-axis standard
+deviation, so that families can be compared at equal variance: ``laplace`` (independent
+axes, scale σ/√2), ``uniform`` (a box of half-width σ√3 per axis) and ``student-t``
+(isotropic, ν = 3, scale σ/√3).
+
+On a grid, offsets d = y − x are minimum-image offsets (see :mod:`serialrepro.grid.space`);
+every column of a kernel is normalised to sum 1 over y.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from serialrepro.errors import UserInputError, unknown_name
+
+#: The bimodal/trimodal shift per axis, s = (0.05, 0.05) in the paper (DESIGN §2).
+STRETCH_SHIFT = 0.05
+#: Width of the "keep" part of the fade kernels, g_0.01 (DESIGN §2).
+FADE_WIDTH = 0.01
+#: Degrees of freedom of the student-t family.
+STUDENT_NU = 3.0
+
+
+@dataclass(frozen=True)
+class GridParts:
+    """An unnormalised kernel on a grid: columns of ``circulant + coef · target 1ᵀ``.
+
+    ``circulant`` holds weights as a function of the offset d = y − x (for the dense
+    backend an M×M array, for the FFT backend one array over offsets); ``target`` is a
+    distribution over y (grid-shaped) or None. The kernel is this, column-normalised.
+    """
+
+    circulant: Tensor
+    coef: float = 0.0
+    target: Tensor | None = None
+
+
+def _log_normalise(logw: Tensor, y_dims: tuple[int, ...]) -> Tensor:
+    """exp(logw) normalised over y, computed stably (no underflow to an all-zero column)."""
+    w = torch.exp(logw - torch.amax(logw, dim=y_dims, keepdim=True))
+    return w / w.sum(dim=y_dims, keepdim=True)
+
+
+def _sq_norm(d: Sequence[Tensor]) -> Tensor:
+    out = d[0] * d[0]
+    for di in d[1:]:
+        out = out + di * di
+    return out
+
+
+def _shifted(d: Sequence[Tensor], shift: float) -> list[Tensor]:
+    return [di + shift for di in d]
+
+
+class NoiseFamily(ABC):
+    """A perception-noise family K_σ(y | x); subclasses register themselves by name."""
+
+    name: str = ""
+    description: str = ""
+    #: the family's limit distribution on a grid: "uniform" or "three-modes"
+    limit: str = "uniform"
+    #: whether σ is a per-axis standard deviation (families comparable at equal variance)
+    sigma_is_std: bool = True
+    #: True for families with a translation-invariant (circulant) unit-variance noise
+    has_unit_noise: bool = False
+
+    # -- validation -------------------------------------------------------------------
+    def check_sigma(self, sigma: float) -> float:
+        """Return σ as a float, or raise a one-line error naming it and the valid range."""
+        try:
+            s = float(sigma)
+        except (TypeError, ValueError):
+            raise UserInputError(f"noise level {sigma!r} for {self.name} is not a number") from None
+        if not math.isfinite(s) or s <= 0:
+            raise UserInputError(
+                f"noise level σ={sigma!r} is invalid for {self.name}: it needs σ > 0"
+            )
+        return s
+
+    # -- grid representation ----------------------------------------------------------
+    @abstractmethod
+    def grid_parts(
+        self, d: Sequence[Tensor], sigma: float, y_dims: tuple[int, ...], spacing: float,
+        target: Callable[[], Tensor],
+    ) -> GridParts:
+        """Kernel weights at minimum-image offsets ``d`` (one tensor per axis).
+
+        ``y_dims`` are the dimensions of the offset tensors that index y (the ones a
+        column sums over); ``spacing`` is the grid spacing h; ``target`` returns the
+        family's fixed target distribution over y when a fade family needs it.
+        """
+
+    # -- continuous representation ----------------------------------------------------
+    @abstractmethod
+    def sample(self, x: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
+        """y ~ K_σ(· | x) in continuous space; ``x`` has shape [..., D]."""
+
+    @abstractmethod
+    def log_prob(self, y: Tensor, x: Tensor, sigma: float) -> Tensor:
+        """log K_σ(y | x) (natural log, a proper density in R^D); broadcasts over [..., D]."""
+
+    def unit_noise(
+        self, shape: Sequence[int], generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Zero-mean noise with unit variance per coordinate (for VP forward processes)."""
+        raise UserInputError(
+            f"noise family {self.name!r} has no additive unit-variance form; families that do: "
+            + ", ".join(n for n, f in FAMILIES.items() if f.has_unit_noise)
+        )
+
+
+def _gauss_log(d: Sequence[Tensor], sigma: float) -> Tensor:
+    return -_sq_norm(d) / (2.0 * sigma * sigma)
+
+
+def _randn(like_shape, generator, dtype, device) -> Tensor:
+    return torch.randn(like_shape, generator=generator, dtype=dtype, device=device)
+
+
+def _rand(like_shape, generator, dtype, device) -> Tensor:
+    return torch.rand(like_shape, generator=generator, dtype=dtype, device=device)
+
+
+def _gauss_logpdf(y: Tensor, mean: Tensor, sigma: float) -> Tensor:
+    dim = y.shape[-1]
+    return (-((y - mean) ** 2).sum(-1) / (2 * sigma**2)
+            - dim * (math.log(sigma) + 0.5 * math.log(2 * math.pi)))
+
+
+class Gaussian(NoiseFamily):
+    name = "gaussian"
+    description = "isotropic Gaussian, g_σ(d) = exp(−|d|²/2σ²); σ is the per-axis std"
+    has_unit_noise = True
+
+    def grid_parts(self, d, sigma, y_dims, spacing, target):
+        return GridParts(_log_normalise(_gauss_log(d, sigma), y_dims))
+
+    def sample(self, x, sigma, generator=None):
+        return x + sigma * _randn(x.shape, generator, x.dtype, x.device)
+
+    def log_prob(self, y, x, sigma):
+        return _gauss_logpdf(y, x, sigma)
+
+    def unit_noise(self, shape, generator=None, dtype=torch.float32, device=None):
+        return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+
+
+class _Stretch(NoiseFamily):
+    """Mixtures of shifted Gaussians: components (weight, shift) around x."""
+
+    sigma_is_std = False
+    components: tuple[tuple[float, float], ...] = ()
+
+    def grid_parts(self, d, sigma, y_dims, spacing, target):
+        # Each component is normalised over y on its own, then the sum is (DESIGN §2);
+        # a component centred at x + c has offset d − c.
+        total = sum(w for w, _ in self.components)
+        out = None
+        for w, c in self.components:
+            comp = (w / total) * _log_normalise(_gauss_log(_shifted(d, -c), sigma), y_dims)
+            out = comp if out is None else out + comp
+        return GridParts(out)
+
+    def _probs_shifts(self):
+        total = sum(w for w, _ in self.components)
+        return [w / total for w, _ in self.components], [c for _, c in self.components]
+
+    def sample(self, x, sigma, generator=None):
+        probs, shifts = self._probs_shifts()
+        idx = torch.multinomial(
+            torch.tensor(probs, dtype=torch.float64), x[..., 0].numel(), replacement=True,
+            generator=generator,
+        ).reshape(x.shape[:-1]).to(x.device)
+        shift = torch.tensor(shifts, dtype=x.dtype, device=x.device)[idx].unsqueeze(-1)
+        return x + shift + sigma * _randn(x.shape, generator, x.dtype, x.device)
+
+    def log_prob(self, y, x, sigma):
+        probs, shifts = self._probs_shifts()
+        terms = [math.log(p) + _gauss_logpdf(y, x + c, sigma) for p, c in zip(probs, shifts)]
+        return torch.logsumexp(torch.stack(terms), dim=0)
+
+
+class Bimodal(_Stretch):
+    name = "bimodal"
+    description = "two Gaussians at x ± s, s = 0.05 per axis (the paper's 'stretch' noise)"
+    components = ((1.0, -STRETCH_SHIFT), (1.0, STRETCH_SHIFT))
+
+
+class Trimodal(_Stretch):
+    name = "trimodal"
+    description = "Gaussians at x − s, x, x + s with weights ¼, ½, ¼ (s = 0.05 per axis)"
+    components = ((0.5, STRETCH_SHIFT), (0.5, -STRETCH_SHIFT), (1.0, 0.0))
+
+
+class Laplace(NoiseFamily):
+    name = "laplace"
+    description = "independent Laplace per axis, scale σ/√2 (σ is the per-axis std)"
+    has_unit_noise = True
+
+    def grid_parts(self, d, sigma, y_dims, spacing, target):
+        b = sigma / math.sqrt(2.0)
+        logw = -sum(di.abs() for di in d) / b
+        return GridParts(_log_normalise(logw, y_dims))
+
+    def sample(self, x, sigma, generator=None):
+        return x + sigma * self.unit_noise(x.shape, generator, x.dtype, x.device)
+
+    def log_prob(self, y, x, sigma):
+        b = sigma / math.sqrt(2.0)
+        return (-(y - x).abs().sum(-1) / b) - y.shape[-1] * math.log(2 * b)
+
+    def unit_noise(self, shape, generator=None, dtype=torch.float32, device=None):
+        u = torch.rand(tuple(shape), generator=generator, dtype=dtype, device=device) - 0.5
+        # inverse CDF of Laplace(0, 1/√2), which has unit variance
+        return -torch.sign(u) * torch.log1p(-2 * u.abs()) / math.sqrt(2.0)
+
+
+class Uniform(NoiseFamily):
+    name = "uniform"
+    description = "uniform box of half-width σ√3 per axis (σ is the per-axis std)"
+    has_unit_noise = True
+
+    def grid_parts(self, d, sigma, y_dims, spacing, target):
+        # Cell-averaged box: the mass of [−a, a] falling in each grid cell, so that a
+        # box narrower than a cell still has the right mean and a smooth σ dependence.
+        a = sigma * math.sqrt(3.0)
+        w = None
+        for di in d:
+            lo = torch.clamp(di - spacing / 2, min=-a)
+            hi = torch.clamp(di + spacing / 2, max=a)
+            axis = torch.clamp(hi - lo, min=0.0)
+            w = axis if w is None else w * axis
+        return GridParts(w / w.sum(dim=y_dims, keepdim=True))
+
+    def sample(self, x, sigma, generator=None):
+        return x + sigma * self.unit_noise(x.shape, generator, x.dtype, x.device)
+
+    def log_prob(self, y, x, sigma):
+        a = sigma * math.sqrt(3.0)
+        inside = ((y - x).abs() <= a).all(-1)
+        val = -y.shape[-1] * math.log(2 * a)
+        return torch.where(inside, torch.full_like(inside, val, dtype=y.dtype),
+                           torch.full_like(inside, -math.inf, dtype=y.dtype))
+
+    def unit_noise(self, shape, generator=None, dtype=torch.float32, device=None):
+        u = torch.rand(tuple(shape), generator=generator, dtype=dtype, device=device)
+        return (2 * u - 1) * math.sqrt(3.0)
+
+
+class StudentT(NoiseFamily):
+    name = "student-t"
+    description = "isotropic multivariate Student-t, ν = 3, scale σ/√3 (σ is the per-axis std)"
+    has_unit_noise = True
+
+    def grid_parts(self, d, sigma, y_dims, spacing, target):
+        nu = STUDENT_NU
+        s2 = sigma * sigma * (nu - 2) / nu
+        logw = -(nu + len(d)) / 2 * torch.log1p(_sq_norm(d) / (nu * s2))
+        return GridParts(_log_normalise(logw, y_dims))
+
+    def _chi_scale(self, shape, generator, dtype, device):
+        nu = STUDENT_NU
+        g = torch.randn((*shape, int(nu)), generator=generator, dtype=dtype, device=device)
+        return torch.sqrt((g * g).sum(-1) / nu)
+
+    def sample(self, x, sigma, generator=None):
+        nu = STUDENT_NU
+        scale = sigma * math.sqrt((nu - 2) / nu)
+        z = _randn(x.shape, generator, x.dtype, x.device)
+        w = self._chi_scale(x.shape[:-1], generator, x.dtype, x.device).unsqueeze(-1)
+        return x + scale * z / w
+
+    def log_prob(self, y, x, sigma):
+        nu = STUDENT_NU
+        dim = y.shape[-1]
+        s2 = sigma * sigma * (nu - 2) / nu
+        q = ((y - x) ** 2).sum(-1) / s2
+        return (math.lgamma((nu + dim) / 2) - math.lgamma(nu / 2)
+                - dim / 2 * math.log(nu * math.pi * s2) - (nu + dim) / 2 * torch.log1p(q / nu))
+
+    def unit_noise(self, shape, generator=None, dtype=torch.float32, device=None):
+        # per-coordinate independent t_ν, rescaled to unit variance
+        nu = STUDENT_NU
+        shape = tuple(shape)
+        z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        w = self._chi_scale(shape, generator, dtype, device)
+        return z / w * math.sqrt((nu - 2) / nu)
+
+
+class _Fade(NoiseFamily):
+    """(1 − σ)·g_0.01(d) + σ·target(y), column-normalised (DESIGN §2); σ ∈ [0, 1]."""
+
+    sigma_is_std = False
+
+    def check_sigma(self, sigma):
+        try:
+            s = float(sigma)
+        except (TypeError, ValueError):
+            raise UserInputError(f"noise level {sigma!r} for {self.name} is not a number") from None
+        if not (0.0 <= s <= 1.0):
+            raise UserInputError(
+                f"noise level σ={sigma!r} is invalid for {self.name}: a fade level must lie in [0, 1]"
+            )
+        return s
+
+    def grid_parts(self, d, sigma, y_dims, spacing, target):
+        keep = (1.0 - sigma) * torch.exp(_gauss_log(d, FADE_WIDTH))
+        return GridParts(keep, coef=sigma, target=target() if sigma > 0 else None)
+
+    @abstractmethod
+    def _sample_target(self, shape, generator, dtype, device) -> Tensor: ...
+
+    @abstractmethod
+    def _target_log_prob(self, y: Tensor) -> Tensor: ...
+
+    def sample(self, x, sigma, generator=None):
+        keep = x + FADE_WIDTH * _randn(x.shape, generator, x.dtype, x.device)
+        fresh = self._sample_target(x.shape, generator, x.dtype, x.device)
+        swap = _rand(x.shape[:-1], generator, x.dtype, x.device) < sigma
+        return torch.where(swap.unsqueeze(-1), fresh, keep)
+
+    def log_prob(self, y, x, sigma):
+        keep = _gauss_logpdf(y, x, FADE_WIDTH)
+        fresh = self._target_log_prob(y)
+        terms = []
+        if sigma < 1:
+            terms.append(math.log1p(-sigma) + keep)
+        if sigma > 0:
+            terms.append(math.log(sigma) + fresh)
+        return torch.logsumexp(torch.stack(terms), dim=0)
+
+
+class FadeUniform(_Fade):
+    name = "fade-uniform"
+    description = "fade to uniform: keep (jitter 0.01) with weight 1 − σ, else uniform; σ ∈ [0, 1]"
+    limit = "uniform"
+
+    def _sample_target(self, shape, generator, dtype, device):
+        return _rand(shape, generator, dtype, device) - 0.5
+
+    def _target_log_prob(self, y):
+        inside = ((y >= -0.5) & (y < 0.5)).all(-1)
+        return torch.where(inside, torch.zeros_like(y[..., 0]),
+                           torch.full_like(y[..., 0], -math.inf))
+
+
+class FadeFixed(_Fade):
+    name = "fade-fixed"
+    description = "fade to a fixed distribution (the three-mode density); σ ∈ [0, 1]"
+    limit = "three-modes"
+
+    def _mixture(self, dim, dtype, device):
+        from serialrepro.grid.priors import three_mode_components
+
+        return three_mode_components(dim, dtype=dtype, device=device)
+
+    def _sample_target(self, shape, generator, dtype, device):
+        weights, means, covs = self._mixture(shape[-1], dtype, device)
+        n = math.prod(shape[:-1])
+        idx = torch.multinomial(weights.double().cpu(), n, replacement=True,
+                                generator=generator).to(device)
+        chol = torch.linalg.cholesky(covs)[idx]
+        z = torch.randn((n, shape[-1]), generator=generator, dtype=dtype, device=device)
+        pts = means[idx] + (chol @ z.unsqueeze(-1)).squeeze(-1)
+        return pts.reshape(shape)
+
+    def _target_log_prob(self, y):
+        weights, means, covs = self._mixture(y.shape[-1], y.dtype, y.device)
+        mvn = torch.distributions.MultivariateNormal(means, covariance_matrix=covs)
+        lp = mvn.log_prob(y.unsqueeze(-2)) + torch.log(weights)
+        return torch.logsumexp(lp, dim=-1)
+
+
+FAMILIES: dict[str, NoiseFamily] = {
+    f.name: f
+    for f in (Gaussian(), Bimodal(), Trimodal(), FadeUniform(), FadeFixed(), Laplace(),
+              Uniform(), StudentT())
+}
+
+
+def get_family(name: str | NoiseFamily) -> NoiseFamily:
+    """Look a family up by name (an instance passes through)."""
+    if isinstance(name, NoiseFamily):
+        return name
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise unknown_name("noise family", name, FAMILIES) from None
