@@ -1,0 +1,5 @@
+"""``python -m serialrepro`` runs the command line."""
+
+from serialrepro.cli import main
+
+main()
