@@ -51,7 +51,8 @@ def check_output_path(path: Path, suffixes=FIGURE_SUFFIXES) -> Path:
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise UserInputError(
-            f"output file {str(path)!r} has an unsupported suffix; use one of {', '.join(suffixes)}")
+            f"output file {str(path)!r} has an unsupported suffix; "
+            f"use one of {', '.join(suffixes)}")
     if path.is_dir():
         raise UserInputError(f"output path {str(path)!r} is a directory, not a file")
     if not path.parent.exists():
