@@ -171,7 +171,9 @@ def from_samples(
     return mix_uniform(normalise(flat.reshape(space.shape)), mix)
 
 
-def from_image(space: GridSpace, path: str | Path, invert: bool = False, mix: float = 0.0) -> Tensor:
+def from_image(
+    space: GridSpace, path: str | Path, invert: bool = False, mix: float = 0.0
+) -> Tensor:
     """A density from a greyscale image: brightness is mass (``invert`` for dark = mass).
 
     The image is converted to greyscale and resampled to the grid with area averaging;

@@ -7,6 +7,7 @@ KL(P‖Q) = Σ P log₂((P + ε)/(Q + ε)).
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor
 

@@ -130,6 +130,20 @@ class GridSpace:
                 out.append(_wrap_index(diff, self.n).to(dtype) / self.n)
         return out
 
+    def axis_offsets(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+        """Minimum-image offsets d = y − x along one axis, shape [n, n] (rows y, columns x).
+
+        Every axis has the same ones, and ``dense_offsets()[axis][i, j]`` equals
+        ``axis_offsets()[y_axis, x_axis]`` for the points i = y, j = x (bitwise: the same
+        arithmetic), so separable kernels can be built as Kronecker products.
+        """
+        if self.kind == "paper":
+            c = self.coords(dtype, device)
+            return minimum_image(c.unsqueeze(1) - c.unsqueeze(0))
+        ia = torch.arange(self.n, device=device)
+        diff = (ia.unsqueeze(1) - ia.unsqueeze(0)) % self.n
+        return _wrap_index(diff, self.n).to(dtype) / self.n
+
     def circulant_offsets(self, dtype: torch.dtype = torch.float64, device=None) -> list[Tensor]:
         """Torus grids only: minimum-image offsets of every point from point 0, per axis,
         each of shape ``self.shape``. A circulant kernel is a function of these."""
