@@ -1,0 +1,16 @@
+"""Serial reproduction itself: Bayesian agents, grid-exact chains, closed forms, and the
+analysis of (human or simulated) chain data.
+
+* :mod:`.agents`       the agent (prior, noise family, level, response rule, production noise)
+* :mod:`.grid_chains`  exact distribution propagation on grids (reusing ``grid.reproduce``)
+* :mod:`.closed_form`  the Gaussian AR(1) closed forms of DESIGN §1 and their inversion
+* :mod:`.data`         loading and validating long-format chain tables
+* :mod:`.analysis`     convergence, stationary prior, AR(1) fits, maximum-likelihood σ
+* :mod:`.report`       the self-contained HTML report;  :mod:`.cli` the commands
+
+Monte-Carlo chains in continuous space live in :mod:`serialrepro.particles`.
+"""
+
+from serialrepro.chains.agents import RULES, Agent
+
+__all__ = ["RULES", "Agent"]

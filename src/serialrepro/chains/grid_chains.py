@@ -1,0 +1,160 @@
+"""Exact serial-reproduction chains on grids: propagate distributions, not samples.
+
+For the ``sample`` rule one iteration is literally one reproduction of the engine,
+p_{n+1} = Post ∘ K p_n = :func:`serialrepro.grid.reproduce` (DESIGN §1, §3). For the
+``mean`` and ``map`` rules the response is a deterministic function r(y) of the percept,
+so the transition matrix is
+
+    T(x' | x) = Σ_y K(y | x) 1[x' = nearest grid point of r(y)],
+
+built at once by scattering the rows of the dense kernel matrix into the rows of their
+responses (``index_add_``). Optional production noise K'_τ is one more kernel applied
+after the response. Many chains run at once as a batch of distributions
+[..., *space.shape]; :func:`sample_grid_chains` draws individual chains from T.
+
+Circular 1-D spaces (angles, hues) are 1-D torus grids, ``GridSpace.torus(n, dims=1)``:
+[−0.5, 0.5) is one turn. On them (``agent.circular``) the ``mean`` response is the
+circular mean; on non-circular spaces it is the ordinary mean of the coordinates (keep
+the prior away from the seam: the grid's kernels always wrap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from serialrepro.chains.agents import Agent
+from serialrepro.errors import UserInputError
+from serialrepro.grid.kernels import GridKernel, make_kernel
+from serialrepro.grid.process import reproduce
+from serialrepro.grid.space import GridSpace
+from serialrepro.particles.posterior import circular_mean
+from serialrepro.particles.rng import chain_blocks, pad_rows
+
+
+def nearest_index(space: GridSpace, points: Tensor) -> Tensor:
+    """Flat (row-major) index of the grid point nearest to each point [N, D], on the torus."""
+    x = torch.as_tensor(points, dtype=torch.float64)
+    if x.ndim == 1:
+        x = x.unsqueeze(-1)
+    if x.shape[-1] != space.dims:
+        raise UserInputError(f"points have dimension {x.shape[-1]}, the grid {space.dims}")
+    wrapped = torch.remainder(x + 0.5, 1.0)
+    if space.kind == "paper":
+        idx = torch.round(wrapped / space.spacing).long().clamp_(0, space.n - 1)
+    else:
+        idx = torch.round(wrapped * space.n).long() % space.n
+    lin = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
+    for axis in range(space.dims):  # D ≤ 3 axes, not a loop over points
+        lin = lin * space.n + idx[..., axis]
+    return lin
+
+
+def point_masses(space: GridSpace, points: Tensor) -> Tensor:
+    """One distribution per point, all mass on its nearest grid point: [N, *space.shape]."""
+    idx = nearest_index(space, points)
+    out = torch.zeros((idx.numel(), space.size), dtype=torch.float64)
+    out[torch.arange(idx.numel()), idx.reshape(-1)] = 1.0
+    return out.reshape(idx.numel(), *space.shape)
+
+
+def response_indices(space: GridSpace, kernel: GridKernel, prior: Tensor, rule: str,
+                     circular: bool = False) -> Tensor:
+    """For every grid percept y, the flat index of the response r(y) (``mean``/``map``)."""
+    k = kernel.matrix()  # [y, x]
+    joint = k * prior.reshape(1, -1).to(k)  # K(y|x') p(x'), rows y
+    mass = joint.sum(dim=1, keepdim=True)
+    post = joint / torch.where(mass > 0, mass, 1.0)
+    if rule == "map":
+        idx = torch.argmax(post, dim=1)
+    elif rule == "mean":
+        pts = space.points(k.dtype, k.device)
+        r = circular_mean(post, pts) if circular else post @ pts
+        idx = nearest_index(space, r)
+    else:
+        raise UserInputError(f"response rule {rule!r} has no deterministic response")
+    # a percept no prior point can produce: report it as perceived
+    own = torch.arange(space.size, device=k.device)
+    return torch.where(mass.squeeze(1) > 0, idx, own)
+
+
+def transition_matrix(agent: Agent, space: GridSpace, sigma: float | None = None,
+                      backend: str = "auto", prior: Tensor | None = None) -> Tensor:
+    """The dense M×M transition matrix T(x' | x) of one iteration (rows x', columns x),
+    including production noise. ``prior`` overrides ``agent.prior.on_grid(space)``."""
+    q = agent.prior.on_grid(space) if prior is None else prior
+    kernel = make_kernel(space, agent.family, agent.sigma if sigma is None else sigma, backend)
+    m = space.size
+    if agent.rule == "sample":
+        eye = torch.eye(m, dtype=torch.float64).reshape(m, *space.shape)
+        t = reproduce(eye, kernel, q.to(eye)).reshape(m, m).T
+    else:
+        idx = response_indices(space, kernel, q, agent.rule, agent.circular)
+        t = torch.zeros((m, m), dtype=torch.float64)
+        t.index_add_(0, idx, kernel.matrix())
+    if agent.production_sigma > 0:
+        prod = make_kernel(space, agent.production_family, agent.production_sigma, backend)
+        t = prod.apply(t.T.reshape(m, *space.shape)).reshape(m, m).T
+    return t
+
+
+def grid_chain_marginals(
+    agent: Agent, space: GridSpace, start: Tensor, n_iterations: int,
+    levels: Sequence[float] | None = None, backend: str = "auto",
+) -> Tensor:
+    """Exact distributions of chains from ``start`` [..., *space.shape]; returns
+    [n_iterations + 1, ..., *space.shape] (index 0 is the start)."""
+    d = space.dims
+    p = torch.as_tensor(start, dtype=torch.float64)
+    if tuple(p.shape[p.ndim - d:]) != space.shape:
+        raise UserInputError(f"start distribution shape {tuple(p.shape)} does not end in the "
+                             f"grid shape {space.shape}")
+    sigmas = agent.levels(n_iterations, levels)
+    q = agent.prior.on_grid(space).to(p)
+    prod = (make_kernel(space, agent.production_family, agent.production_sigma, backend)
+            if agent.production_sigma > 0 else None)
+    kernels: dict[float, GridKernel] = {}
+    mats: dict[float, Tensor] = {}
+    out = [p]
+    for sigma in sigmas:
+        if sigma not in kernels:
+            kernels[sigma] = make_kernel(space, agent.family, sigma, backend)
+        k = kernels[sigma]
+        if agent.rule == "sample":
+            p = reproduce(p, k, q)
+        else:
+            if sigma not in mats:
+                idx = response_indices(space, k, q, agent.rule, agent.circular)
+                t = torch.zeros((space.size, space.size), dtype=torch.float64)
+                mats[sigma] = t.index_add_(0, idx, k.matrix())
+            flat = p.reshape(*p.shape[: p.ndim - d], space.size)
+            p = (flat @ mats[sigma].T).reshape(p.shape)
+        if prod is not None:
+            p = prod.apply(p)
+        out.append(p)
+    return torch.stack(out)
+
+
+def sample_grid_chains(
+    transitions: Tensor | Sequence[Tensor], start_index: Tensor, n_iterations: int,
+    seed: int = 0,
+) -> Tensor:
+    """Draw chains x_{n+1} ~ T(· | x_n) on grid points; ``transitions`` is one M×M matrix
+    or one per iteration. Returns flat indices [n_iterations + 1, C]. Chain i is drawn
+    from the random stream of its block (independent of the number of chains)."""
+    mats = [transitions] * int(n_iterations) if isinstance(transitions, Tensor) else list(
+        transitions)
+    if len(mats) != int(n_iterations):
+        raise UserInputError(f"{len(mats)} transition matrices for {n_iterations} iterations")
+    start = torch.as_tensor(start_index, dtype=torch.long).reshape(-1)
+    out = torch.empty((len(mats) + 1, start.numel()), dtype=torch.long)
+    out[0] = start
+    cols = [m.T.contiguous() for m in mats]  # row x is the distribution T(· | x)
+    for rows, gen in chain_blocks(start.numel(), seed):
+        x = pad_rows(start[rows])
+        for n, c in enumerate(cols):
+            x = torch.multinomial(c[x], 1, generator=gen).squeeze(1)
+            out[n + 1, rows] = x[: rows.stop - rows.start]
+    return out

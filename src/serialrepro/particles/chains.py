@@ -1,0 +1,58 @@
+"""Monte-Carlo serial-reproduction chains in continuous space, many chains at once.
+
+Iteration n of every chain (DESIGN §1): perceive y ~ K_{σ_n}(· | x_n) with the agent's
+noise family, respond x' by the agent's rule from Post(· | y) ∝ K(y | ·) p, add
+production noise x_{n+1} ~ K'_τ(· | x'), and on circular spaces wrap onto [−0.5, 0.5).
+All chains of a block advance together as one tensor; randomness comes from per-block
+streams (:mod:`serialrepro.particles.rng`), so chain i is the same whatever the number
+of chains run beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from serialrepro.chains.agents import Agent
+from serialrepro.errors import UserInputError
+from serialrepro.particles.posterior import respond, wrap
+from serialrepro.particles.rng import chain_blocks, pad_rows
+
+
+def particle_chains(
+    agent: Agent, start: Tensor, n_iterations: int, seed: int = 0,
+    levels: Sequence[float] | None = None,
+) -> Tensor:
+    """Run chains from ``start`` [C, D]; returns states [n_iterations + 1, C, D]
+    (index 0 is the start). ``levels`` is an optional schedule of one σ per iteration."""
+    x0 = torch.as_tensor(start)
+    if not x0.is_floating_point():
+        x0 = x0.to(torch.float64)
+    if x0.ndim == 1:
+        x0 = x0.unsqueeze(-1)
+    if x0.ndim != 2 or x0.shape[1] != agent.dims or x0.shape[0] == 0:
+        raise UserInputError(f"chain starts must have shape [C, {agent.dims}] with C ≥ 1; got "
+                             f"{tuple(x0.shape)}")
+    if agent.circular and agent.family.name.startswith("fade"):
+        raise UserInputError(f"the {agent.family.name} family is not defined on a circle; "
+                             "use it on grids (mode: grid) or pick another family")
+    sigmas = agent.levels(n_iterations, levels)
+    n_chains = x0.shape[0]
+    out = torch.empty((len(sigmas) + 1, n_chains, agent.dims), dtype=x0.dtype,
+                      device=x0.device)
+    out[0] = wrap(x0) if agent.circular else x0
+    for rows, gen in chain_blocks(n_chains, seed, x0.device):
+        x = pad_rows(out[0, rows])
+        for n, sigma in enumerate(sigmas):
+            y = agent.family.sample(x, sigma, gen)
+            if agent.circular:
+                y = wrap(y)
+            x = respond(y, agent.prior, agent.family, sigma, agent.rule, gen, agent.circular)
+            if agent.production_sigma > 0:
+                x = agent.production_family.sample(x, agent.production_sigma, gen)
+            if agent.circular:
+                x = wrap(x)
+            out[n + 1, rows] = x[: rows.stop - rows.start]
+    return out

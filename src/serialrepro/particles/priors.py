@@ -1,0 +1,203 @@
+"""Priors for Monte-Carlo chains in continuous space of any dimension.
+
+Three representations, one interface (:class:`ParticlePrior`):
+
+* :class:`GaussianMixturePrior` — weights, means, covariances. With gaussian noise the
+  posterior is again a Gaussian mixture in closed form (:mod:`serialrepro.particles.posterior`).
+* :class:`PointSetPrior` — a weighted set of points (e.g. samples, or a data set); the
+  posterior is a distribution over the points, computed in log space.
+* :class:`GridDensityPrior` — a density on a grid of the exact engine; its support is
+  the grid points with their masses, so Monte-Carlo and grid-exact chains share a prior.
+
+Each prior can :meth:`~ParticlePrior.sample` starting states, give the weighted
+``support`` over which posteriors for general noise families are computed
+(self-normalised importance weights), and put itself :meth:`~ParticlePrior.on_grid`
+for the exact engine.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from serialrepro.errors import UserInputError
+from serialrepro.grid.priors import from_samples, gaussian_mixture
+from serialrepro.grid.space import GridSpace
+
+
+@dataclass(frozen=True)
+class Support:
+    """Points z_j [P, D] with normalised log prior weights log π_j [P]."""
+
+    points: Tensor
+    log_weights: Tensor
+
+
+class ParticlePrior(ABC):
+    """A prior over R^D (or the unit torus, for circular chains)."""
+
+    dims: int
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n independent draws, shape [n, D]."""
+
+    @abstractmethod
+    def support(self) -> Support:
+        """The weighted points a posterior over the prior's support is computed on."""
+
+    @abstractmethod
+    def on_grid(self, space: GridSpace) -> Tensor:
+        """The prior as a normalised density on ``space`` (for grid-exact chains)."""
+
+    def _check_space(self, space: GridSpace) -> None:
+        if space.dims != self.dims:
+            raise UserInputError(
+                f"the prior has dimension {self.dims} but the grid has {space.dims}")
+
+
+class PointSetPrior(ParticlePrior):
+    """A weighted point set: p = Σ_j π_j δ(x − z_j)."""
+
+    def __init__(self, points: Tensor, weights: Tensor | None = None):
+        pts = torch.as_tensor(points, dtype=torch.float64)
+        if pts.ndim == 1:
+            pts = pts.unsqueeze(-1)
+        if pts.ndim != 2 or pts.shape[0] == 0:
+            raise UserInputError(f"prior points must have shape [P, D] with P ≥ 1; got "
+                                 f"{tuple(pts.shape)}")
+        if not torch.isfinite(pts).all():
+            raise UserInputError("prior points contain NaN or infinite values")
+        if weights is None:
+            logw = torch.full((pts.shape[0],), -math.log(pts.shape[0]), dtype=pts.dtype,
+                              device=pts.device)
+        else:
+            w = torch.as_tensor(weights, dtype=pts.dtype, device=pts.device)
+            if w.shape != (pts.shape[0],) or (w < 0).any() or not w.sum() > 0:
+                raise UserInputError(
+                    f"prior weights must be {pts.shape[0]} non-negative numbers, not all zero")
+            logw = torch.log(w) - torch.log(w.sum())
+        self.points = pts
+        self.log_weights = logw
+        self.dims = pts.shape[1]
+
+    def sample(self, n, generator=None):
+        idx = torch.multinomial(torch.exp(self.log_weights), n, replacement=True,
+                                generator=generator)
+        return self.points[idx]
+
+    def support(self):
+        return Support(self.points, self.log_weights)
+
+    def on_grid(self, space):
+        self._check_space(space)
+        return from_samples(space, self.points.cpu(), torch.exp(self.log_weights).cpu()).to(
+            self.points.device)
+
+
+class GridDensityPrior(ParticlePrior):
+    """A density p on the points of a grid; the support is the points with p > 0."""
+
+    def __init__(self, space: GridSpace, density: Tensor):
+        density = torch.as_tensor(density, dtype=torch.float64)
+        if tuple(density.shape) != space.shape:
+            raise UserInputError(f"prior density shape {tuple(density.shape)} does not match "
+                                 f"the grid {space.shape}")
+        if (density < 0).any() or not density.sum() > 0:
+            raise UserInputError("a prior density must be non-negative with positive mass")
+        self.space = space
+        self.density = density / density.sum()
+        self.dims = space.dims
+        flat = self.density.reshape(-1)
+        keep = flat > 0
+        pts = space.points(density.dtype, density.device)[keep]
+        self._support = Support(pts, torch.log(flat[keep]))
+
+    def sample(self, n, generator=None):
+        s = self._support
+        idx = torch.multinomial(torch.exp(s.log_weights), n, replacement=True,
+                                generator=generator)
+        return s.points[idx]
+
+    def support(self):
+        return self._support
+
+    def on_grid(self, space):
+        self._check_space(space)
+        if space == self.space:
+            return self.density
+        return from_samples(space, self._support.points.cpu(),
+                            torch.exp(self._support.log_weights).cpu()).to(self.density.device)
+
+
+class GaussianMixturePrior(ParticlePrior):
+    """p(x) = Σ_k π_k N(x; m_k, C_k). ``covs``: [K, D, D] matrices or K (or 1) variances.
+
+    For noise families without a closed-form posterior, the support is ``n_support``
+    draws from the mixture (seeded by ``support_seed``) with equal weights: the
+    posterior is then the self-normalised importance-weighted empirical posterior.
+    """
+
+    def __init__(self, means, covs, weights=None, n_support: int = 4096,
+                 support_seed: int = 0):
+        m = torch.as_tensor(means, dtype=torch.float64)
+        if m.ndim == 1:
+            m = m.unsqueeze(-1)
+        if m.ndim != 2 or m.shape[0] == 0:
+            raise UserInputError(f"mixture means must have shape [K, D]; got {tuple(m.shape)}")
+        k, d = m.shape
+        c = torch.as_tensor(covs, dtype=torch.float64)
+        if c.ndim <= 1:
+            c = c.reshape(-1, 1, 1) * torch.eye(d, dtype=torch.float64)
+            if c.shape[0] == 1:
+                c = c.expand(k, d, d).clone()
+        if c.shape != (k, d, d):
+            raise UserInputError(f"mixture covariances have shape {tuple(c.shape)}; expected "
+                                 f"{(k, d, d)} or {k} variances")
+        if weights is None:
+            w = torch.full((k,), 1.0 / k, dtype=torch.float64)
+        else:
+            w = torch.as_tensor(weights, dtype=torch.float64)
+            if w.shape != (k,) or (w < 0).any() or not w.sum() > 0:
+                raise UserInputError(f"mixture weights must be {k} non-negative numbers, "
+                                     "not all zero")
+            w = w / w.sum()
+        try:
+            self.chol = torch.linalg.cholesky(c)
+        except RuntimeError:
+            raise UserInputError("mixture covariances must be symmetric positive definite"
+                                 ) from None
+        if int(n_support) < 1:
+            raise UserInputError(f"n_support must be ≥ 1, got {n_support!r}")
+        self.means, self.covs, self.weights = m, c, w
+        self.dims = d
+        self.n_support = int(n_support)
+        self.support_seed = int(support_seed)
+        self._support: Support | None = None
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) for x [..., D]."""
+        mvn = torch.distributions.MultivariateNormal(self.means.to(x), scale_tril=self.chol.to(x))
+        return torch.logsumexp(mvn.log_prob(x.unsqueeze(-2)) + torch.log(self.weights.to(x)), -1)
+
+    def sample(self, n, generator=None):
+        idx = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn((n, self.dims), generator=generator, dtype=torch.float64)
+        return self.means[idx] + (self.chol[idx] @ z.unsqueeze(-1)).squeeze(-1)
+
+    def support(self):
+        if self._support is None:
+            gen = torch.Generator().manual_seed(self.support_seed)
+            pts = self.sample(self.n_support, gen)
+            self._support = Support(pts, torch.full((self.n_support,),
+                                                    -math.log(self.n_support),
+                                                    dtype=torch.float64))
+        return self._support
+
+    def on_grid(self, space):
+        self._check_space(space)
+        return gaussian_mixture(space, self.means, self.covs, self.weights)
