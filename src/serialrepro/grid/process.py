@@ -46,7 +46,8 @@ def posterior(v: Tensor, kernel: GridKernel, prior: Tensor, pushed: Tensor | Non
     """
     if pushed is None:
         pushed = kernel.apply(prior)
-    return prior * kernel.apply_t(_safe_ratio(v, pushed))
+    # clamp: FFT round-off can leave −1e−17 where the exact value is 0 (a no-op for dense)
+    return (prior * kernel.apply_t(_safe_ratio(v, pushed))).clamp_min_(0.0)
 
 
 def reproduce(
@@ -78,7 +79,8 @@ def forward_marginals(data: Tensor, kernels: Sequence[GridKernel]) -> Tensor:
     """q_0 = data, q_t = K_t q_{t−1}; returns the stack [q_0, …, q_T]."""
     out = [data]
     for k in kernels:
-        out.append(k.apply(out[-1]))
+        # clamp as in posterior(): distributions stay non-negative on the FFT path too
+        out.append(k.apply(out[-1]).clamp_min_(0.0))
     return torch.stack(out)
 
 
