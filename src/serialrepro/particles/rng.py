@@ -20,20 +20,21 @@ import torch
 BLOCK = 512
 
 
-def block_seed(seed: int, block: int) -> int:
-    """A 63-bit seed for block ``block`` of a run seeded with ``seed``."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(block)])
+def block_seed(seed: int, block: int, stream: int = 0) -> int:
+    """A 63-bit seed for block ``block`` of a run seeded with ``seed``; ``stream`` separates
+    independent uses (0: chain dynamics, 1: starting values)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(block), int(stream)])
     return int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def chain_blocks(
-    n_chains: int, seed: int, device: torch.device | str | None = None
+    n_chains: int, seed: int, device: torch.device | str | None = None, stream: int = 0
 ) -> Iterator[tuple[slice, torch.Generator]]:
     """(slice of chain indices, generator) for each block of :data:`BLOCK` chains."""
     dev = torch.device(device or "cpu")
     for b, start in enumerate(range(0, n_chains, BLOCK)):
         gen = torch.Generator(device=dev)
-        gen.manual_seed(block_seed(seed, b))
+        gen.manual_seed(block_seed(seed, b, stream))
         yield slice(start, min(start + BLOCK, n_chains)), gen
 
 

@@ -1,0 +1,284 @@
+"""``serialrepro chains simulate``: a YAML config in, a long-format chain table out.
+
+The config (``yaml.safe_load``, validated by pydantic: unknown keys and bad values fail
+with their key path) describes the prior, the agent, the chains and the mode:
+
+.. code-block:: yaml
+
+    mode: grid            # grid (exact, chains drawn from T on grid points) | particles
+    circular: false       # values on one turn [−0.5, 0.5) (angles, hues)
+    grid: 200             # torus points per axis (grid mode, named priors)
+    prior:
+      kind: gaussian-mixture   # gaussian-mixture | points | named
+      means: [[-0.15], [0.15]]
+      covs: [0.002, 0.002]     # variances, or D×D matrices
+      weights: [0.5, 0.5]
+    agent:
+      family: gaussian
+      sigma: 0.05
+      levels: null             # or one level per iteration (a schedule)
+      rule: sample             # sample | mean | map
+      production_sigma: 0.0
+      production_family: gaussian
+    chains: {n_chains: 200, n_iterations: 20, start: {kind: uniform, low: -0.4, high: 0.4}}
+    output: {value_cols: [x], period: 360}   # period: data units per turn (circular only)
+    seed: 0
+
+Values are written in unit coordinates (linear) or in ``period`` units (circular), in
+the same long format :func:`serialrepro.chains.data.load_chains` reads, so
+``simulate`` → ``analyze`` round-trips.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from serialrepro.chains.agents import RULES, Agent
+from serialrepro.chains.closed_form import gaussian_chain_ar1
+from serialrepro.chains.grid_chains import (
+    grid_chain_marginals,
+    nearest_index,
+    sample_grid_chains,
+    transition_matrix,
+)
+from serialrepro.errors import UserInputError
+from serialrepro.families import FAMILIES
+from serialrepro.grid.priors import PRIORS
+from serialrepro.grid.space import GridSpace
+from serialrepro.particles.chains import particle_chains
+from serialrepro.particles.priors import (
+    GaussianMixturePrior,
+    GridDensityPrior,
+    ParticlePrior,
+    PointSetPrior,
+)
+from serialrepro.particles.rng import BLOCK, chain_blocks
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GaussianMixtureSpec(_Strict):
+    kind: Literal["gaussian-mixture"]
+    means: list[list[float]]
+    covs: list[float] | list[list[list[float]]]
+    weights: list[float] | None = None
+    n_support: Annotated[int, Field(ge=1)] = 4096
+
+
+class PointsSpec(_Strict):
+    kind: Literal["points"]
+    points: list[list[float]]
+    weights: list[float] | None = None
+
+
+class NamedSpec(_Strict):
+    kind: Literal["named"]
+    name: str
+    dims: Annotated[int, Field(ge=1, le=3)] = 2
+    mix: Annotated[float, Field(ge=0, le=1)] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in PRIORS:
+            raise ValueError(f"unknown prior {v!r}; valid choices: {', '.join(sorted(PRIORS))}")
+        return v
+
+
+class AgentSpec(_Strict):
+    family: str = "gaussian"
+    sigma: Annotated[float, Field(gt=0)]
+    levels: list[float] | None = None
+    rule: str = "sample"
+    production_sigma: Annotated[float, Field(ge=0)] = 0.0
+    production_family: str = "gaussian"
+
+    @field_validator("family", "production_family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        if v not in FAMILIES:
+            raise ValueError(f"unknown noise family {v!r}; valid choices: "
+                             f"{', '.join(sorted(FAMILIES))}")
+        return v
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, v: str) -> str:
+        if v not in RULES:
+            raise ValueError(f"unknown response rule {v!r}; valid choices: {', '.join(RULES)}")
+        return v
+
+
+class StartSpec(_Strict):
+    kind: Literal["uniform", "prior", "point"] = "uniform"
+    low: float = -0.4
+    high: float = 0.4
+    value: list[float] | None = None
+
+
+class ChainsSpec(_Strict):
+    n_chains: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    n_iterations: Annotated[int, Field(ge=1, le=100_000)] = 20
+    start: StartSpec = StartSpec()
+
+
+class OutputSpec(_Strict):
+    value_cols: list[str] | None = None
+    period: Annotated[float, Field(gt=0)] = 360.0
+    format: Literal["csv", "parquet"] = "csv"
+
+
+class SimulateConfig(_Strict):
+    mode: Literal["grid", "particles"] = "grid"
+    circular: bool = False
+    grid: Annotated[int, Field(ge=2, le=4096)] = 200
+    prior: Annotated[GaussianMixtureSpec | PointsSpec | NamedSpec, Field(discriminator="kind")]
+    agent: AgentSpec
+    chains: ChainsSpec = ChainsSpec()
+    output: OutputSpec = OutputSpec()
+    seed: int = 0
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}")
+    return f"invalid config {source}: " + "; ".join(parts)
+
+
+def load_config(path_or_dict: str | Path | dict) -> SimulateConfig:
+    """Read and validate a simulate config (a YAML file or an already-parsed dict)."""
+    source = "(dict)"
+    data = path_or_dict
+    if not isinstance(path_or_dict, dict):
+        path = Path(path_or_dict)
+        source = repr(str(path))
+        if not path.is_file():
+            raise UserInputError(f"config file {source} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise UserInputError(f"config {source} is not valid YAML: "
+                                 f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"config {source} must be a mapping of keys to values")
+    try:
+        return SimulateConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(_format_errors(exc, source)) from None
+
+
+def build_prior(cfg: SimulateConfig) -> ParticlePrior:
+    p = cfg.prior
+    if isinstance(p, GaussianMixtureSpec):
+        return GaussianMixturePrior(p.means, p.covs, p.weights, n_support=p.n_support,
+                                    support_seed=cfg.seed)
+    if isinstance(p, PointsSpec):
+        return PointSetPrior(torch.tensor(p.points, dtype=torch.float64), p.weights)
+    from serialrepro.grid.priors import make_prior
+
+    space = GridSpace.torus(cfg.grid, p.dims)
+    return GridDensityPrior(space, make_prior(p.name, space, p.mix))
+
+
+def build_agent(cfg: SimulateConfig) -> Agent:
+    a = cfg.agent
+    return Agent(build_prior(cfg), a.family, a.sigma, a.rule, a.production_sigma,
+                 a.production_family, cfg.circular)
+
+
+def _starts(cfg: SimulateConfig, prior: ParticlePrior) -> torch.Tensor:
+    """Starting values [C, D], drawn per block of chains (stream 1) like the dynamics."""
+    s, d, n = cfg.chains.start, prior.dims, cfg.chains.n_chains
+    if s.kind == "point":
+        if s.value is None or len(s.value) != d:
+            raise UserInputError(f"chains.start.value must be a list of {d} number(s)")
+        return torch.tensor(s.value, dtype=torch.float64).expand(n, d).clone()
+    if s.kind == "uniform" and not s.low < s.high:
+        raise UserInputError(f"chains.start: low {s.low} must be below high {s.high}")
+    out = torch.empty((n, d), dtype=torch.float64)
+    for rows, gen in chain_blocks(n, cfg.seed, stream=1):
+        # full-block draws, sliced: chain i's start does not depend on the number of chains
+        if s.kind == "prior":
+            x = prior.sample(BLOCK, gen)
+        else:
+            x = s.low + (s.high - s.low) * torch.rand((BLOCK, d), generator=gen,
+                                                      dtype=torch.float64)
+        out[rows] = x[: rows.stop - rows.start]
+    return out
+
+
+def simulate_chains(cfg: SimulateConfig) -> dict:
+    """Run the configured chains. Returns a dict with ``frame`` (the long table),
+    ``states`` [I + 1, C, D] (unit coordinates), ``marginals`` (grid mode: exact
+    distributions of the population, [I + 1, *grid]), ``space``, ``agent``, ``seconds``
+    and ``closed_form`` (the AR(1) when the prior is one Gaussian and the noise gaussian)."""
+    t0 = time.perf_counter()
+    agent = build_agent(cfg)
+    d = agent.dims
+    names = cfg.output.value_cols or (["x", "y", "z"][:d] if d <= 3 else
+                                      [f"x{k}" for k in range(d)])
+    if len(names) != d:
+        raise UserInputError(f"output.value_cols has {len(names)} names for {d}-D values")
+    n_it = cfg.chains.n_iterations
+    levels = cfg.agent.levels
+    agent.levels(n_it, levels)  # validate the schedule before any work
+    starts = _starts(cfg, agent.prior)
+    space = marginals = None
+    if cfg.mode == "grid":
+        if d > 3:
+            raise UserInputError(f"grid mode supports 1-3 dimensions; the prior has {d}")
+        space = GridSpace.torus(cfg.grid, d)
+        sig = agent.levels(n_it, levels)
+        mats = {s: transition_matrix(agent, space, s) for s in dict.fromkeys(sig)}
+        idx = sample_grid_chains([mats[s] for s in sig], nearest_index(space, starts), n_it,
+                                 cfg.seed)
+        states = space.points()[idx]  # [I + 1, C, D]
+        start_p = torch.zeros(space.size, dtype=torch.float64)
+        start_p.index_add_(0, nearest_index(space, starts), torch.ones(len(starts),
+                                                                       dtype=torch.float64))
+        start_p = (start_p / start_p.sum()).reshape(space.shape)
+        marginals = grid_chain_marginals(agent, space, start_p, n_it, levels)
+    else:
+        states = particle_chains(agent, starts, n_it, cfg.seed, levels)
+    vals = states.numpy()
+    if cfg.circular:
+        vals = vals * cfg.output.period
+    c = vals.shape[1]
+    frame = pd.DataFrame({
+        "chain": np.tile(np.arange(c), n_it + 1),
+        "iteration": np.repeat(np.arange(n_it + 1), c),
+    })
+    for k, name in enumerate(names):
+        frame[name] = vals[:, :, k].reshape(-1)
+    frame = frame.sort_values(["chain", "iteration"], kind="stable").reset_index(drop=True)
+    closed = None
+    p = agent.prior
+    if (isinstance(p, GaussianMixturePrior) and len(p.weights) == 1 and d == 1
+            and agent.family.name == "gaussian" and not cfg.circular and levels is None
+            and agent.production_family.name == "gaussian"):
+        closed = gaussian_chain_ar1(float(p.means[0, 0]), float(p.covs[0, 0, 0]),
+                                    agent.sigma**2, agent.rule, agent.production_sigma**2)
+    return {"frame": frame, "states": states, "marginals": marginals, "space": space,
+            "agent": agent, "value_cols": names, "closed_form": closed,
+            "seconds": time.perf_counter() - t0}
+
+
+def config_summary(cfg: SimulateConfig) -> dict:
+    """The resolved config as plain JSON data."""
+    return cfg.model_dump(mode="json")
+
