@@ -26,6 +26,7 @@ app = typer.Typer(
 # Modules that define ``register(app: typer.Typer) -> None``.
 _COMMAND_MODULES = [
     "serialrepro.grid.cli",
+    "serialrepro.models.cli",
 ]
 
 for _name in _COMMAND_MODULES:

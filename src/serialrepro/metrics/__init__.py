@@ -1,0 +1,5 @@
+"""Sample-based metrics: distances between point clouds, FID/KID with a local feature net."""
+
+from serialrepro.metrics.sample import energy_distance, grid_kl_bits, mmd, sliced_wasserstein
+
+__all__ = ["energy_distance", "grid_kl_bits", "mmd", "sliced_wasserstein"]

@@ -1,0 +1,183 @@
+"""FID and KID with a locally trained classifier as the feature network.
+
+Inception-v3 features would need downloaded weights and 299×299 inputs; instead, as is
+common for MNIST-scale work, a small CNN classifier is trained on the same data set's
+training split, and its penultimate activations are the features. Its weights are cached in
+the run directory (``classifier.pt``, loaded with ``weights_only=True``), so every FID of a
+run uses the same feature network. FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018)
+are computed by torchmetrics' ``FrechetInceptionDistance`` / ``KernelInceptionDistance``
+with this module as ``feature``. Absolute values are not comparable with Inception FIDs;
+trends across samplers and step counts are.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from serialrepro.errors import UserInputError
+
+CLASSIFIER_FILE = "classifier.pt"
+#: FID with fewer samples than this many times the feature dimension is strongly biased.
+MIN_SAMPLES_PER_FEATURE = 10
+
+
+class FeatureClassifier(nn.Module):
+    """A small CNN: three conv layers, global average pooling, a linear head."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(2 * width, num_classes)
+        self.num_features = 2 * width
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+class FeatureExtractor(nn.Module):
+    """The classifier's penultimate features, in the form torchmetrics expects."""
+
+    def __init__(self, classifier: FeatureClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier.eval().requires_grad_(False)
+        self.num_features = classifier.num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier.features(x.float())
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        # torchmetrics toggles train mode on its children; the feature network stays fixed
+        return super().train(False)
+
+
+def train_classifier(
+    x: Tensor, y: Tensor, seed: int = 0, steps: int = 600, batch_size: int = 128,
+    device: torch.device | str = "cpu",
+) -> FeatureClassifier:
+    """Train the feature classifier (Adam, cross-entropy, small random shifts), seeded."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = FeatureClassifier(x.shape[1], int(y.max()) + 1).to(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    x, y = x.to(device), y.to(device)
+    net.train()
+    for _ in range(steps):
+        idx = torch.randint(x.shape[0], (batch_size,), generator=gen, device=device)
+        xb = x[idx]
+        shift = torch.randint(-1, 2, (2,), generator=gen, device=device).tolist()
+        xb = torch.roll(xb, shifts=shift, dims=(-2, -1))  # light augmentation
+        loss = nn.functional.cross_entropy(net(xb), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def accuracy(net: FeatureClassifier, x: Tensor, y: Tensor) -> float:
+    dev = next(net.parameters()).device
+    return float((net(x.to(dev)).argmax(1).cpu() == y).float().mean())
+
+
+def cached_classifier(run_dir: str | Path, x: Tensor, y: Tensor, seed: int = 0,
+                      device: torch.device | str = "cpu", **kwargs) -> FeatureClassifier:
+    """Load ``run_dir/classifier.pt`` or train the classifier and save it there atomically."""
+    import os
+
+    path = Path(run_dir) / CLASSIFIER_FILE
+    if path.exists():
+        state = torch.load(path, map_location=device, weights_only=True)
+        net = FeatureClassifier(int(state["in_channels"]), int(state["num_classes"]))
+        net.load_state_dict(state["weights"])
+        return net.to(device).eval()
+    net = train_classifier(x, y, seed=seed, device=device, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"weights": net.state_dict(), "in_channels": x.shape[1],
+                "num_classes": int(y.max()) + 1}, tmp)
+    os.replace(tmp, path)
+    return net
+
+
+@dataclass
+class FIDResult:
+    fid: float
+    kid: float
+    kid_std: float
+    n_real: int
+    n_fake: int
+    warning: str | None = None
+
+
+class FIDEvaluator:
+    """FID/KID of many sample sets against one fixed real set (real statistics kept)."""
+
+    def __init__(self, classifier: FeatureClassifier, real: Tensor, batch_size: int = 1000,
+                 kid_subsets: int = 50, seed: int = 0) -> None:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        if real.shape[0] < 2:
+            raise UserInputError("FID needs at least 2 real images")
+        self.device = next(classifier.parameters()).device
+        feat = FeatureExtractor(classifier)
+        self.n_real = int(real.shape[0])
+        self.batch_size = batch_size
+        self.kid_subsets = kid_subsets
+        self.seed = seed
+        self.fid = FrechetInceptionDistance(feature=feat, reset_real_features=False).to(self.device)
+        self.num_features = feat.num_features
+        self._kid_args = dict(feature=feat, reset_real_features=False, subsets=kid_subsets)
+        self.real = real
+        self._update(self.fid, real, real=True)
+
+    def _update(self, metric, x: Tensor, real: bool) -> None:
+        for start in range(0, x.shape[0], self.batch_size):
+            metric.update(x[start:start + self.batch_size].to(self.device), real=real)
+
+    @torch.no_grad()
+    def __call__(self, fake: Tensor) -> FIDResult:
+        from torchmetrics.image.kid import KernelInceptionDistance
+
+        n_fake = int(fake.shape[0])
+        if n_fake < 2:
+            raise UserInputError("FID needs at least 2 generated images")
+        self.fid.reset()
+        self._update(self.fid, fake, real=False)
+        fid = float(self.fid.compute())
+        subset = min(1000, n_fake, self.n_real)
+        kid_metric = KernelInceptionDistance(subset_size=subset, **self._kid_args).to(self.device)
+        self._update(kid_metric, self.real, real=True)
+        self._update(kid_metric, fake, real=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)  # KID's random subsets
+            kid, kid_std = (float(v) for v in kid_metric.compute())
+        return FIDResult(fid, kid, kid_std, self.n_real, n_fake, fid_warning(
+            self.n_real, n_fake, self.num_features))
+
+
+def fid_warning(n_real: int, n_fake: int, num_features: int) -> str | None:
+    """A warning when the sample counts are too small for a stable FID, else None."""
+    need = MIN_SAMPLES_PER_FEATURE * num_features
+    n = min(n_real, n_fake)
+    if n < need:
+        msg = (f"FID from {n_real} real / {n_fake} generated samples with {num_features}-d"
+               f" features is biased upwards and noisy (want ≥ {need} of each); compare FIDs"
+               " only at equal sample counts")
+        warnings.warn(msg, stacklevel=2)
+        return msg
+    return None

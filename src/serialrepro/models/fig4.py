@@ -1,0 +1,247 @@
+"""The paper's Figure 4: FID against the number of sampling steps of a trained model.
+
+Marjieh et al. (2023) train a DDPM on MNIST (T = 1000) and sample it with strides
+k = 1..20, i.e. ⌊1000/k⌋ steps; FID worsens as the steps fall (DESIGN §2 lists their
+numbers). :func:`run_fig4` trains one T = 1000 model per (data set, family), samples every
+stride with the family's sampler, scores each sample set with FID/KID against held-out real
+images (features of a classifier trained locally, cached in the run directory) and writes a
+table (Parquet + CSV) and a PNG figure. Every cell (one stride of one model) is written
+atomically as JSON, models checkpoint while training, so an interrupted run resumes where
+it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from serialrepro.data import load_dataset
+from serialrepro.errors import UserInputError, unknown_name
+from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
+from serialrepro.models.training import (
+    TrainConfig,
+    atomic_write_text,
+    default_device,
+    sample_from,
+    train,
+)
+
+#: The paper's Figure 4 (MNIST, Inception FID): steps -> FID (their 1000-step run excluded).
+PAPER_FID = {500: 37.5, 333: 42.6, 250: 32.6, 200: 42.7, 166: 61.3, 142: 92.0, 125: 123.9,
+             111: 127.2, 100: 110.8, 90: 122.2, 83: 160.6, 76: 165.2, 71: 179.0, 66: 221.9,
+             62: 192.9, 58: 166.7, 55: 209.3, 52: 232.4, 50: 227.0}
+
+
+@dataclass(frozen=True)
+class Fig4Preset:
+    """One configuration of the experiment (what a named preset expands to)."""
+
+    name: str
+    datasets: tuple[str, ...]
+    #: family -> sampler used for it
+    samplers: dict[str, str]
+    strides: tuple[int, ...]
+    train_steps: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    num_timesteps: int = 1000
+    schedule: str = "linear"
+    denoiser: str = "unet"
+    denoiser_options: dict = field(default_factory=dict)
+    n_samples: int | None = None  # None: as many as the held-out real images
+    classifier_steps: int = 600
+    sample_batch: int = 1000
+    data_dir: str | None = None
+
+
+PRESETS: dict[str, Fig4Preset] = {
+    "quick": Fig4Preset(
+        "quick", ("digits",), {"gaussian": "ddpm"}, strides=(10, 20), train_steps=150,
+        denoiser_options={"base": 8, "channel_mults": (1, 2)}, n_samples=128,
+        classifier_steps=60),
+    "digits-cpu": Fig4Preset(
+        "digits-cpu", ("digits",),
+        {"gaussian": "ddpm", "laplace": "ddpm", "blur": "cold"},
+        strides=tuple(range(1, 21)), train_steps=3000,
+        denoiser_options={"base": 16, "channel_mults": (1, 2)}, lr=2e-3),
+    "mnist-gpu": Fig4Preset(
+        "mnist-gpu", ("mnist",), {"gaussian": "ddpm", "laplace": "ddpm", "blur": "cold",
+                                  "fade-uniform": "cold"},
+        strides=tuple(range(1, 21)), train_steps=60000, lr=2e-4,
+        denoiser_options={"base": 64, "channel_mults": (1, 2, 2)}, n_samples=10000,
+        classifier_steps=3000, sample_batch=2500, data_dir="data/mnist"),
+}
+
+
+@dataclass
+class Fig4Result:
+    """The experiment's outputs: the tidy table, the figure's path and notes (warnings)."""
+
+    table: pd.DataFrame
+    figure: Path
+    notes: str
+
+
+def get_preset(name: str) -> Fig4Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise unknown_name("fig4 preset", name, PRESETS) from None
+
+
+def _atomic_df(df: pd.DataFrame, path: Path) -> None:
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".parquet":
+        df.to_parquet(tmp, index=False)
+    else:
+        df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _spearman(x: list[float], y: list[float]) -> float:
+    rx, ry = pd.Series(x).rank(), pd.Series(y).rank()
+    return float(rx.corr(ry))
+
+
+def run_fig4(out_dir: Path, preset: str = "digits-cpu", seed: int = 0, progress: bool = True,
+             data_dir: str | Path | None = None, device: str | torch.device | None = None,
+             ) -> Fig4Result:
+    """Run (or resume) Figure 4 under ``preset`` in ``out_dir``; see the module docstring."""
+    cfg = get_preset(preset)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device) if device is not None else default_device()
+    data_dir = data_dir if data_dir is not None else cfg.data_dir
+    atomic_write_text(json.dumps({
+        "experiment": "fig4", "preset": asdict(cfg), "seed": seed, "device": str(device),
+        "torch": torch.__version__, "python": platform.python_version(),
+    }, indent=2, default=list), out_dir / "config.json")
+
+    rows: list[dict] = []
+    warnings_seen: list[str] = []
+    from rich.progress import Progress
+
+    with Progress(disable=not progress) as bar:
+        n_cells = len(cfg.datasets) * len(cfg.samplers) * len(cfg.strides)
+        task = bar.add_task("fig4 cells", total=n_cells)
+        for dataset in cfg.datasets:
+            data = load_dataset(dataset, seed=seed, data_dir=data_dir)
+            if data.train_labels is None or not data.is_image:
+                raise UserInputError(f"fig4 needs a labelled image data set; {dataset!r} is not")
+            ds_dir = out_dir / dataset
+            clf = cached_classifier(ds_dir, data.train, data.train_labels, seed=seed,
+                                    device=device, steps=cfg.classifier_steps)
+            evaluator = FIDEvaluator(clf, data.test, seed=seed)
+            n_samples = cfg.n_samples or int(data.test.shape[0])
+            for family, sampler in cfg.samplers.items():
+                tc = TrainConfig(
+                    dataset=dataset, family=family, schedule=cfg.schedule,
+                    num_timesteps=cfg.num_timesteps, denoiser=cfg.denoiser,
+                    denoiser_options=dict(cfg.denoiser_options), steps=cfg.train_steps,
+                    batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
+                    checkpoint_every=max(1, cfg.train_steps // 10),
+                    data_dir=None if data_dir is None else str(data_dir))
+                model_dir = ds_dir / family / "model"
+                t0 = time.perf_counter()
+                trained = train(tc, model_dir, device=device, progress=progress, data=data)
+                train_s = time.perf_counter() - t0
+                for stride in cfg.strides:
+                    cell = ds_dir / family / "cells" / f"{sampler}-k{stride:02d}.json"
+                    if cell.exists():
+                        row = json.loads(cell.read_text())
+                    else:
+                        t0 = time.perf_counter()
+                        samples = sample_from(trained, n_samples, sampler=sampler, stride=stride,
+                                              seed=seed * 1000 + stride,
+                                              batch_size=cfg.sample_batch, device=device)
+                        sample_s = time.perf_counter() - t0
+                        res = evaluator(samples)
+                        row = {
+                            "dataset": dataset, "family": family, "sampler": sampler,
+                            "stride": stride, "steps": cfg.num_timesteps // stride,
+                            "fid": res.fid, "kid": res.kid, "kid_std": res.kid_std,
+                            "n_samples": res.n_fake, "n_real": res.n_real,
+                            "train_steps": trained.step, "train_seconds": train_s,
+                            "sample_seconds": sample_s, "warning": res.warning or "",
+                        }
+                        cell.parent.mkdir(parents=True, exist_ok=True)
+                        atomic_write_text(json.dumps(row, indent=2), cell)
+                    if row["warning"] and row["warning"] not in warnings_seen:
+                        warnings_seen.append(row["warning"])
+                    rows.append(row)
+                    bar.update(task, advance=1)
+
+    table = pd.DataFrame(rows).sort_values(["dataset", "family", "sampler", "steps"],
+                                           ignore_index=True)
+    _atomic_df(table, out_dir / "fig4.parquet")
+    _atomic_df(table, out_dir / "fig4.csv")
+    notes = _notes(table, warnings_seen)
+    atomic_write_text(notes + "\n", out_dir / "notes.txt")
+    figure = _plot(table, out_dir / "fig4.png", cfg)
+    return Fig4Result(table, figure, notes)
+
+
+def _notes(table: pd.DataFrame, warnings_seen: list[str]) -> str:
+    lines = []
+    for (ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
+        if len(g) < 3:
+            lines.append(f"{ds}/{fam}/{smp}: {len(g)} strides, too few to judge a trend")
+            continue
+        rho = _spearman(g["steps"].tolist(), g["fid"].tolist())
+        few, many = g.nsmallest(1, "steps").iloc[0], g.nlargest(1, "steps").iloc[0]
+        verdict = ("FID rises as steps fall" if rho < -0.3 else
+                   "no clear rise of FID as steps fall")
+        lines.append(f"{ds}/{fam}/{smp}: {verdict} (Spearman ρ(steps, FID) = {rho:+.2f}; "
+                     f"FID {many['fid']:.2f} at {int(many['steps'])} steps, "
+                     f"{few['fid']:.2f} at {int(few['steps'])})")
+    lines.append("Absolute FIDs use a locally trained classifier's features, not Inception:"
+                 " compare trends with the paper, not values.")
+    lines.extend(f"warning: {w}" for w in warnings_seen)
+    return "\n".join(lines)
+
+
+def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset) -> Path:
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for (ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
+        g = g.sort_values("steps")
+        ax.plot(g["steps"], g["fid"], "o-", ms=3, label=f"{ds} {fam} ({smp})")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"sampling steps ⌊T/k⌋ (T = {cfg.num_timesteps})")
+    ax.set_ylabel("FID (local classifier features)")
+    ax2 = ax.twinx()
+    steps = sorted(PAPER_FID)
+    ax2.plot(steps, [PAPER_FID[s] for s in steps], "--", color="grey",
+             label="paper, MNIST (Inception FID)")
+    ax2.set_ylabel("paper FID (Inception)", color="grey")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
+    ax.set_title(f"Figure 4 ({cfg.name}): FID vs number of sampling steps")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def total_sampling_steps(preset: str) -> int:
+    """Network evaluations per sample over all strides of a preset (for sizing runs)."""
+    cfg = get_preset(preset)
+    return sum(cfg.num_timesteps // k for k in cfg.strides) * len(cfg.samplers) \
+        * len(cfg.datasets)

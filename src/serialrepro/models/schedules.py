@@ -1,0 +1,104 @@
+"""Noise schedules (betas and alphas_cumprod, named as in DDPM) and timestep respacing.
+
+- ``linear``: Ho et al. 2020 (DDPM), β_t linearly spaced from 1e-4 to 0.02 for T = 1000
+  (scaled by 1000/T for other T, as improved-diffusion does, so the total noise is kept).
+- ``cosine``: Nichol & Dhariwal 2021 (improved DDPM) eq. 17,
+  ᾱ(t) = f(t)/f(0), f(t) = cos²(((t/T + s)/(1 + s))·π/2), s = 0.008, with
+  β_t = 1 − ᾱ_t/ᾱ_{t−1} clipped at 0.999.
+
+Respacing (strided sampling) keeps a subset of timesteps and recomputes the betas from
+alphas_cumprod, β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}} (improved-diffusion ``respace.py``), so the
+respaced forward process has exactly the marginals q(x_τ | x_0) of the original one. For a
+stride k the kept timesteps are τ = 0, k, 2k, …, k(⌊T/k⌋ − 1): ⌊T/k⌋ steps, the count
+the paper's Figure 4 reports (DDIM's "uniform" skip).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from serialrepro.errors import UserInputError, unknown_name
+
+
+def linear_betas(num_timesteps: int) -> Tensor:
+    """DDPM linear schedule, β from 1e-4 to 0.02 at T = 1000 (float64)."""
+    scale = 1000.0 / num_timesteps
+    return torch.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=torch.float64)
+
+
+def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
+    """Nichol & Dhariwal (2021) eq. 17 cosine schedule, β capped at ``max_beta`` (float64)."""
+    t = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    alphas_cumprod = f / f[0]
+    betas = 1 - alphas_cumprod[1:] / alphas_cumprod[:-1]
+    return torch.clamp(betas, max=max_beta)
+
+
+SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """A discrete schedule: ``betas[i]`` for the kept timesteps ``timesteps[i]`` (float64).
+
+    ``timesteps`` are indices into the *original* schedule (what the network is
+    conditioned on); for an unrespaced schedule they are 0..T−1. ``alphas_cumprod[i]``
+    is ᾱ at ``timesteps[i]`` and ``alphas_cumprod_prev[i]`` is ᾱ at the previous kept
+    step (1 before the first: the clean data).
+    """
+
+    name: str
+    betas: Tensor
+    timesteps: Tensor
+    num_train_timesteps: int
+
+    @property
+    def alphas(self) -> Tensor:
+        return 1.0 - self.betas
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        return torch.cumprod(self.alphas, dim=0)
+
+    @property
+    def alphas_cumprod_prev(self) -> Tensor:
+        ac = self.alphas_cumprod
+        return torch.cat([ac.new_ones(1), ac[:-1]])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.betas.shape[0])
+
+    def respace(self, stride: int) -> NoiseSchedule:
+        """Keep timesteps 0, k, 2k, … (⌊T/k⌋ of them) and recompute the betas.
+
+        Implements improved-diffusion's ``SpacedDiffusion``: β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}}.
+        """
+        k = int(stride)
+        if k < 1 or k > self.num_steps:
+            raise UserInputError(
+                f"stride {stride!r} is invalid: it must lie in 1..{self.num_steps}"
+            )
+        n = self.num_steps // k
+        keep = torch.arange(n) * k
+        ac = self.alphas_cumprod[keep]
+        prev = torch.cat([ac.new_ones(1), ac[:-1]])
+        return NoiseSchedule(self.name, 1.0 - ac / prev, self.timesteps[keep],
+                             self.num_train_timesteps)
+
+
+def make_schedule(name: str, num_timesteps: int = 1000) -> NoiseSchedule:
+    """The named schedule with ``num_timesteps`` steps; unknown names list the valid ones."""
+    try:
+        fn = SCHEDULES[name]
+    except KeyError:
+        raise unknown_name("schedule", name, SCHEDULES) from None
+    if int(num_timesteps) < 1:
+        raise UserInputError(f"number of timesteps {num_timesteps!r} must be at least 1")
+    T = int(num_timesteps)
+    return NoiseSchedule(name, fn(T), torch.arange(T), T)
