@@ -27,6 +27,7 @@ app = typer.Typer(
 _COMMAND_MODULES = [
     "serialrepro.grid.cli",
     "serialrepro.models.cli",
+    "serialrepro.chains.cli",
 ]
 
 for _name in _COMMAND_MODULES:

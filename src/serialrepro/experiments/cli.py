@@ -1,0 +1,124 @@
+"""``serialrepro reproduce``, ``serialrepro run CONFIG.yaml`` and ``serialrepro list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from serialrepro.errors import UserInputError
+
+_WORKERS_HELP = "run cells on a local process pool of N worker processes"
+_SCHEDULER_HELP = "run cells on an existing Dask cluster, e.g. tcp://HOST:PORT"
+
+
+def _finish(outcome, quiet: bool) -> None:
+    typer.echo(f"{outcome.stats.total} cells ({outcome.stats.cached} reused, "
+               f"{outcome.stats.computed} computed, {outcome.stats.executor}) in "
+               f"{outcome.timings['total']:.1f} s")
+    if not quiet:
+        for name, line in outcome.headlines.items():
+            if line:
+                typer.echo(f"  {name}: {line}")
+    typer.echo(f"table:  {outcome.table_path} (and scores.csv)")
+    typer.echo(f"report: {outcome.report_path}")
+
+
+def reproduce_command(
+    quick: bool = typer.Option(False, "--quick", help="smoke version (under a minute): smaller "
+                               "grids and fewer conditions; Figure 3 runs in full"),
+    out: Path | None = typer.Option(None, "--out", help="results folder (default "
+                                    "results/<UTC timestamp>); an existing one is resumed"),
+    workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
+    scheduler: str | None = typer.Option(None, "--scheduler", help=_SCHEDULER_HELP),
+    skip_fig4: bool = typer.Option(False, "--skip-fig4", help="do not train/evaluate the "
+                                   "Figure 4 model"),
+    seed: int = typer.Option(0, "--seed", help="seed for the Figure 4 run"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+) -> None:
+    """Every simulation figure of the paper, the extensions and Figure 4, in one report."""
+    from serialrepro.experiments.catalog import reproduce_configs
+    from serialrepro.experiments.pipeline import default_out_dir, python_argv, run_experiments
+
+    configs = reproduce_configs()
+    out_dir = out if out is not None else default_out_dir()
+    outcome = run_experiments(
+        configs, out_dir, quick=quick, workers=workers, scheduler=scheduler,
+        progress=not no_progress, fig4=not skip_fig4, seed=seed, argv=python_argv(),
+        title="Analyzing Diffusion as Serial Reproduction: reproduction report"
+              + (" (quick)" if quick else ""))
+    _finish(outcome, quiet=False)
+    import json
+
+    status = json.loads((out_dir / "run.json").read_text()).get("figure4", {})
+    if status.get("status") == "failed":
+        typer.echo(f"warning: Figure 4 failed ({status.get('message')}); the report says so",
+                   err=True)
+
+
+def _resolve_config(config: str):
+    from serialrepro.experiments.catalog import shipped_config, shipped_names
+    from serialrepro.experiments.config import load_config
+
+    path = Path(config)
+    if path.is_file():
+        return load_config(path)
+    if config in shipped_names():
+        return shipped_config(config)
+    raise UserInputError(f"config {config!r} is neither a file nor a shipped experiment; "
+                         f"shipped: {', '.join(shipped_names())}")
+
+
+def run_command(
+    config: str = typer.Argument(..., help="a YAML config file, or a shipped experiment name "
+                                 "(see `serialrepro list`)"),
+    out: Path | None = typer.Option(None, "--out", help="results folder (default "
+                                    "results/<experiment name>); re-running resumes it"),
+    workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
+    scheduler: str | None = typer.Option(None, "--scheduler", help=_SCHEDULER_HELP),
+    quick: bool = typer.Option(False, "--quick", help="apply the config's quick override"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
+) -> None:
+    """Run a sweep from a config: resumable cells, table, figures and an HTML report."""
+    from serialrepro.experiments.pipeline import python_argv, run_experiments
+
+    cfg = _resolve_config(config)
+    out_dir = out if out is not None else Path("results") / cfg.name
+    outcome = run_experiments([cfg], out_dir, quick=quick, workers=workers, scheduler=scheduler,
+                              progress=not no_progress, fig4=None, seed=cfg.seed,
+                              argv=python_argv(), title=cfg.title or cfg.name)
+    _finish(outcome, quiet=False)
+
+
+def list_command() -> None:
+    """Show the shipped experiments, noise families, priors, schedules, steps and grids."""
+    from serialrepro.experiments.catalog import REPRODUCE_ORDER, shipped_config, shipped_names
+    from serialrepro.experiments.config import expand
+    from serialrepro.experiments.schedules import SCHEDULE_KINDS
+    from serialrepro.families import FAMILIES
+    from serialrepro.grid.priors import PRIORS
+
+    typer.echo("experiments (serialrepro run NAME; * = part of serialrepro reproduce):")
+    for name in shipped_names():
+        cfg = shipped_config(name)
+        mark = "*" if name in REPRODUCE_ORDER else " "
+        typer.echo(f" {mark} {name:15s} {cfg.section:9s} {len(expand(cfg)):4d} cells "
+                   f"({len(expand(cfg, quick=True))} quick)  {cfg.title}")
+    typer.echo("noise families (noise:):")
+    for name, fam in FAMILIES.items():
+        typer.echo(f"   {name:13s} {fam.description}")
+    typer.echo("priors (prior:):")
+    for name in PRIORS:
+        typer.echo(f"   {name}")
+    typer.echo("   image:PATH     a greyscale image file, brightness is mass")
+    typer.echo("schedules (schedule: {kind: ...}; options total_variance, match_std):")
+    for name, text in SCHEDULE_KINDS.items():
+        typer.echo(f"   {name:13s} {text}")
+    typer.echo("steps (step:): serial (re-noise then reconstruct), ancestral (reconstruct only)")
+    typer.echo("grids (grid:): paper:H (the authors' grid, spacing H), torus:N (N x N, FFT)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce_command)
+    app.command("run")(run_command)
+    app.command("list")(list_command)

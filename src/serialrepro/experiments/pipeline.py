@@ -1,0 +1,210 @@
+"""From configs to a results folder: validate, run cells, table, figures, report.
+
+Layout of a results folder::
+
+    cells/<key>.json, cells/<key>.npz   one atomic file (pair) per finished cell
+    config.resolved.yaml                the experiments exactly as they ran
+    run.json                            versions, seed, machine, options, timings
+    scores.parquet, scores.csv          one row per (experiment, condition)
+    figures/*.png                       every figure of the report
+    fig4/                               the trained-model Figure 4 run (reproduce only)
+    report.html                         self-contained report
+
+Running again into the same folder skips the finished cells and rebuilds the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from serialrepro.errors import UserInputError
+from serialrepro.experiments.config import ExperimentConfig, expand, resolved_dict
+from serialrepro.experiments.report import (
+    ExperimentSection,
+    Fig4Section,
+    ReportInputs,
+    render_report,
+)
+from serialrepro.experiments.results import build_table, write_table
+from serialrepro.experiments.runner import RunStats, check_executor, run_cells
+from serialrepro.experiments.store import CellStore, atomic_write_text
+
+FIG4_PRESETS = {True: "quick", False: "digits-cpu"}
+_VERSION_PACKAGES = ("serialrepro", "torch", "numpy", "scipy", "pandas", "pyarrow", "matplotlib",
+                     "pydantic", "typer", "rich", "pyyaml", "dask", "distributed")
+
+
+def default_out_dir(prefix: str = "") -> Path:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("results") / f"{prefix}{stamp}"
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in _VERSION_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def machine_info() -> dict[str, str]:
+    import torch
+
+    return {
+        "host": platform.node(), "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads()),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    table_path: Path
+    report_path: Path
+    stats: RunStats
+    timings: dict[str, float]
+    headlines: dict[str, str]
+
+
+def run_fig4_section(out_dir: Path, quick: bool, seed: int) -> Fig4Section:
+    """Run the trained-model Figure 4 if ``serialrepro.models.fig4`` is importable."""
+    preset = FIG4_PRESETS[bool(quick)]
+    try:
+        mod = importlib.import_module("serialrepro.models.fig4")
+        run_fig4 = mod.run_fig4
+    except (ImportError, AttributeError) as exc:
+        return Fig4Section("absent", message=f"(serialrepro.models.fig4 is not importable: "
+                                             f"{exc.__class__.__name__}: {exc})")
+    t0 = time.perf_counter()
+    try:
+        res = run_fig4(out_dir / "fig4", preset=preset, seed=seed)
+    except Exception as exc:  # the report must still say what happened
+        return Fig4Section("failed", message=f"{exc.__class__.__name__}: {exc}",
+                           seconds=time.perf_counter() - t0, preset=preset)
+    return Fig4Section("ok", table=getattr(res, "table", None), figure=getattr(res, "figure", None),
+                       notes=str(getattr(res, "notes", "")), seconds=time.perf_counter() - t0,
+                       preset=preset)
+
+
+def run_experiments(
+    configs: Sequence[ExperimentConfig], out_dir: Path, *, quick: bool = False,
+    workers: int = 1, scheduler: str | None = None, progress: bool = True,
+    fig4: bool | None = None, seed: int = 0, title: str | None = None,
+    argv: Sequence[str] | None = None,
+) -> RunOutcome:
+    """Run ``configs`` into ``out_dir`` and write the table, figures and report.
+
+    ``fig4``: True runs the trained-model Figure 4 (if installed), False records that it
+    was skipped, None leaves it out (custom runs). ``seed`` goes to Figure 4; the grid
+    cells carry their configs' seeds.
+    """
+    t_start = time.perf_counter()
+    # everything that can be wrong with the input fails here, before any work
+    check_executor(workers, scheduler)
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise UserInputError(f"experiment names must be unique; got {', '.join(names)}")
+    per_config = {c.name: expand(c, quick=quick) for c in configs}
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserInputError(f"output path {str(out_dir)!r} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig_dir = out_dir / "figures"
+    store = CellStore(out_dir / "cells")
+
+    resolved = {"experiments": [resolved_dict(c, quick) for c in configs]}
+    resolved_text = yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, width=100)
+    atomic_write_text(out_dir / "config.resolved.yaml", resolved_text)
+    provenance = {
+        "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(argv) if argv else "",
+        "quick": quick, "executor": scheduler or (f"{workers} workers" if workers > 1
+                                                   else "in-process"),
+        "seed": seed,
+        "grid cell seeds": sorted({c.seed for cells in per_config.values() for c in cells}),
+        "versions": package_versions(), "machine": machine_info(),
+    }
+    atomic_write_text(out_dir / "run.json", json.dumps(provenance, indent=1, default=str))
+
+    all_cells = [c for cells in per_config.values() for c in cells]
+    stats = run_cells(all_cells, store, workers=workers, scheduler=scheduler, progress=progress,
+                      description="cells")
+    table = build_table(all_cells, store)
+    pq, _ = write_table(table, out_dir)
+    t_cells = time.perf_counter()
+
+    from serialrepro.experiments.figures import experiment_figures
+
+    sections = []
+    timings = {"cells (wall)": stats.seconds}
+    for cfg in configs:
+        rows = table[table["experiment"] == cfg.name].reset_index(drop=True)
+        t0 = time.perf_counter()
+        figs = experiment_figures(cfg, rows, table, store, fig_dir)
+        timings[f"figures {cfg.name}"] = time.perf_counter() - t0
+        compute = float(rows.drop_duplicates("cell")["seconds"].sum())
+        timings[f"computation {cfg.name} (sum over cells)"] = compute
+        sections.append(ExperimentSection(cfg, rows, figs, compute))
+    t_figs = time.perf_counter()
+
+    fig4_section = None
+    if fig4 is True:
+        fig4_section = run_fig4_section(out_dir, quick, seed)
+        timings["figure 4"] = fig4_section.seconds
+    elif fig4 is False:
+        fig4_section = Fig4Section("skipped")
+
+    timings["table and cells"] = t_cells - t_start
+    timings["figures"] = t_figs - t_cells
+    timings["total"] = time.perf_counter() - t_start
+    provenance_flat = {
+        "command": provenance["command"] or "(python API)",
+        "started at (UTC)": provenance["started_at"], "quick": quick,
+        "executor": provenance["executor"],
+        "cells": f"{stats.total} unique ({stats.cached} found finished, {stats.computed} "
+                 "computed now)",
+        "seed": f"{seed} (Figure 4); grid cells: "
+                f"{', '.join(map(str, provenance['grid cell seeds']))} (the exact engine is "
+                "deterministic)",
+        **{f"machine: {k}": v for k, v in provenance["machine"].items()},
+        **{f"version: {k}": v for k, v in provenance["versions"].items()},
+    }
+    notes = []
+    if stats.cached:
+        notes.append(f"{stats.cached} of {stats.total} cells were found finished in "
+                     f"{out_dir / 'cells'} and reused; their 'seconds' are from when they ran.")
+    report_title = title or ("serialrepro: " + ", ".join(c.name for c in configs))
+    html_text = render_report(ReportInputs(
+        title=report_title, quick=quick, sections=sections, resolved_config=resolved_text,
+        provenance=provenance_flat, timings=timings, fig4=fig4_section, notes=notes))
+    report_path = out_dir / "report.html"
+    atomic_write_text(report_path, html_text)
+
+    provenance["timings"] = timings
+    provenance["cells"] = {"total": stats.total, "cached": stats.cached,
+                           "computed": stats.computed, "executor": stats.executor}
+    if fig4_section is not None:
+        provenance["figure4"] = {"status": fig4_section.status, "message": fig4_section.message}
+    atomic_write_text(out_dir / "run.json", json.dumps(provenance, indent=1, default=str))
+    headlines = {s.config.name: s.figures.headline for s in sections}
+    return RunOutcome(out_dir, pq, report_path, stats, timings, headlines)
+
+
+def python_argv() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]

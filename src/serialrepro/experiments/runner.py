@@ -1,0 +1,227 @@
+"""Running cells: one cell's computation, and the executors that run many.
+
+:func:`compute_cell` is a pure function of a cell's resolved spec (a plain dict, so it
+travels to a process pool or a Dask worker as is) returning a JSON-ready record and,
+when asked, the distributions. Workers never touch the results folder: the driver
+writes each result atomically as it arrives (:class:`~serialrepro.experiments.store.
+CellStore`), so a remote cluster needs no shared filesystem and a kill of the driver
+loses only the cells in flight.
+
+Executors: in-process (default), a local process pool (``workers > 1``), or an existing
+Dask cluster (``scheduler='tcp://HOST:PORT'``). A rich progress bar shows cells done,
+the rate of newly computed cells and the ETA.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from serialrepro.errors import UserInputError
+from serialrepro.experiments.config import Cell
+from serialrepro.experiments.store import CellStore
+
+SCORE_FIELDS = ("kl_bits", "jsd_bits", "complexity_bits", "stationarity")
+
+
+def compute_cell(spec: dict, keep: bool = False) -> tuple[dict, dict[str, np.ndarray] | None]:
+    """Run one simulation (``serialrepro.grid.simulate``) for a resolved cell spec.
+
+    The exact engine is deterministic; ``seed`` still seeds torch's global generator so
+    anything stochastic added to a cell later is reproducible per cell.
+    """
+    import torch
+
+    from serialrepro.grid.priors import make_prior
+    from serialrepro.grid.process import simulate
+    from serialrepro.grid.space import parse_grid
+
+    t0 = time.perf_counter()
+    torch.manual_seed(int(spec["seed"]))
+    space = parse_grid(spec["grid"])
+    data = make_prior(spec["prior"], space)
+    result = simulate(data, spec["noise"], spec["sigmas"], space, step=spec["step"],
+                      backend=spec["backend"], info=False)
+    seconds = time.perf_counter() - t0
+    record = {
+        "key": spec["key"],
+        "spec": {k: v for k, v in spec.items() if k != "key"},
+        "scores": {k: getattr(result, k) for k in SCORE_FIELDS},
+        "seconds": seconds,
+        "backend": result.backend,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    arrays = None
+    if keep:
+        arrays = {
+            "data": result.data.cpu().numpy(),
+            "marginals": result.marginals.cpu().numpy(),
+            "reverse": result.reverse.cpu().numpy(),
+        }
+    return record, arrays
+
+
+def _payload(cell: Cell) -> dict:
+    return {**cell.compute_spec(), "key": cell.key}
+
+
+@dataclass
+class RunStats:
+    """What a run did: cells in total, found finished, computed now, and wall time."""
+
+    total: int
+    cached: int
+    computed: int
+    seconds: float
+    executor: str
+
+
+def unique_cells(cells: Iterable[Cell]) -> list[Cell]:
+    """One cell per key (a condition shared by two experiments runs once); a cell that
+    keeps distributions wins over one that does not."""
+    out: dict[str, Cell] = {}
+    for c in cells:
+        if c.key not in out or (c.keep and not out[c.key].keep):
+            out[c.key] = c
+    return list(out.values())
+
+
+def check_executor(workers: int, scheduler: str | None) -> None:
+    """Validate executor options before anything runs."""
+    if workers < 1:
+        raise UserInputError(f"--workers {workers} is invalid; it must be ≥ 1")
+    if scheduler is not None:
+        if workers != 1:
+            raise UserInputError("give either --workers N (a local pool) or --scheduler "
+                                 "ADDRESS (a Dask cluster), not both")
+        if "://" not in scheduler or not scheduler.split("://", 1)[1]:
+            raise UserInputError(
+                f"--scheduler {scheduler!r} is not a Dask address; use e.g. tcp://HOST:PORT")
+
+
+def run_cells(
+    cells: Sequence[Cell], store: CellStore, workers: int = 1, scheduler: str | None = None,
+    progress: bool = True, description: str = "cells",
+) -> RunStats:
+    """Compute every cell of ``cells`` that ``store`` does not already hold."""
+    check_executor(workers, scheduler)
+    t0 = time.perf_counter()
+    cells = unique_cells(cells)
+    pending = [c for c in cells if not store.done(c.key, c.keep)]
+    cached = len(cells) - len(pending)
+    if scheduler is not None:
+        executor = f"dask {scheduler}"
+        stream = _dask_results(pending, scheduler)
+    elif workers > 1 and len(pending) > 1:
+        executor = f"process pool ({workers} workers)"
+        stream = _pool_results(pending, workers)
+    else:
+        executor = "in-process"
+        stream = ((c, *compute_cell(_payload(c), c.keep)) for c in pending)
+    with _progress_bar(progress, description, len(cells), cached) as advance:
+        for cell, record, arrays in stream:
+            store.write(cell.key, record, arrays)
+            advance()
+    return RunStats(len(cells), cached, len(pending), time.perf_counter() - t0, executor)
+
+
+def _init_pool_worker() -> None:
+    # the pool already uses the cores; one thread per worker avoids oversubscription
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _pool_results(pending: Sequence[Cell], workers: int) -> Iterator[tuple]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: forking a process that has started torch's thread pools can hang
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                             initializer=_init_pool_worker) as pool:
+        futures = {pool.submit(compute_cell, _payload(c), c.keep): c for c in pending}
+        try:
+            for fut in as_completed(futures):
+                yield (futures[fut], *fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _dask_results(pending: Sequence[Cell], address: str) -> Iterator[tuple]:
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(address, timeout="15s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise UserInputError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
+    try:
+        futures = {}
+        for c in pending:
+            fut = client.submit(compute_cell, _payload(c), c.keep, pure=False,
+                                key=f"serialrepro-cell-{c.key}-{time.time_ns()}")
+            futures[fut.key] = (fut, c)
+        try:
+            for fut in as_completed([f for f, _ in futures.values()]):
+                yield (futures[fut.key][1], *fut.result())
+        except BaseException:
+            client.cancel([f for f, _ in futures.values()])
+            raise
+    finally:
+        client.close()
+
+
+class _progress_bar:
+    """A rich progress bar on stderr: cells done of total, rate of cells computed in this
+    run, elapsed time and ETA. ``advance()`` marks one more cell finished."""
+
+    def __init__(self, enabled: bool, description: str, total: int, done: int):
+        self.enabled, self.description, self.total, self.done = enabled, description, total, done
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class RateColumn(ProgressColumn):
+            def render(self, task) -> Text:
+                new = task.completed - task.fields["cached"]
+                elapsed = task.elapsed or 0.0
+                rate = new / elapsed if elapsed > 0 and new > 0 else 0.0
+                return Text(f"{rate:.2f} cells/s", style="progress.data.speed")
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("cells ({task.fields[cached]} cached)"), RateColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self._progress.__enter__()
+        task = self._progress.add_task(self.description, total=self.total,
+                                       completed=self.done, cached=self.done)
+        return lambda: self._progress.advance(task)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._progress.__exit__(*exc)
+        return False
