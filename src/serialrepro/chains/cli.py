@@ -1,0 +1,126 @@
+"""``serialrepro chains simulate`` and ``serialrepro chains analyze``.
+
+Heavy modules (torch, pandas, matplotlib) are imported inside the commands so that
+``serialrepro --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from serialrepro.errors import UserInputError
+
+chains_app = typer.Typer(
+    help="Serial-reproduction chains: simulate Bayesian agents, analyse chain data.",
+    no_args_is_help=True,
+)
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _mapping(text: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in _split(text):
+        src, sep, dst = part.partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise UserInputError(f"--map entry {part!r} must look like SOURCE=TARGET "
+                                 "(e.g. network_id=chain,degree=iteration)")
+        out[src.strip()] = dst.strip()
+    return out
+
+
+@chains_app.command("simulate")
+def simulate_cmd(
+    config: Path = typer.Argument(..., help="YAML config (see serialrepro.chains.simulate)."),
+    out: Path = typer.Option(Path("chains-sim"), "--out", help="Output folder."),
+    seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
+    fmt: str = typer.Option("", "--format", help="Table format: csv or parquet "
+                            "(default: the config's output.format)."),
+) -> None:
+    """Simulate chains of Bayesian agents; write chains.csv, figures and report.html."""
+    from serialrepro.chains.outputs import write_simulation
+    from serialrepro.chains.simulate import config_summary, load_config, simulate_chains
+
+    cfg = load_config(config)
+    if seed is not None:
+        cfg = cfg.model_copy(update={"seed": seed})
+    fmt = fmt or cfg.output.format
+    if fmt not in ("csv", "parquet"):
+        raise UserInputError(f"unknown table format {fmt!r}; valid choices: csv, parquet")
+    sim = simulate_chains(cfg)
+    summary = write_simulation(sim, config_summary(cfg), out, fmt)
+    typer.echo(f"{summary['n_chains']} chains × {summary['n_iterations']} iterations in "
+               f"{summary['seconds']:.2f} s -> {out / summary['chains_table']}, "
+               f"{out / 'report.html'}")
+
+
+@chains_app.command("analyze")
+def analyze_cmd(
+    data: Path = typer.Argument(..., help="Long-format chain table (.csv, .tsv, .parquet)."),
+    value_cols: str = typer.Option(..., "--value-cols", help="Value columns, e.g. x,y."),
+    chain_col: str = typer.Option("chain", "--chain-col"),
+    iteration_col: str = typer.Option("iteration", "--iteration-col"),
+    item_col: str | None = typer.Option(None, "--item-col",
+                                        help="Optional item column (chains are chain × item)."),
+    mapping: str | None = typer.Option(None, "--map", help="Rename columns first: "
+                                       "SOURCE=TARGET,... (e.g. a PsyNet export)."),
+    json_col: str | None = typer.Option(None, "--json-col", help="Column holding a JSON list "
+                                        "of the values (spread into --value-cols)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first data problem "
+                                "instead of skipping rows."),
+    circular: bool = typer.Option(False, "--circular", help="Angular 1-D data."),
+    period: float = typer.Option(360.0, "--period", help="Units per turn of circular data."),
+    bins: int | None = typer.Option(None, "--bins", help="Histogram bins per axis."),
+    late: int | None = typer.Option(None, "--late", help="Final iterations taken as "
+                                    "stationary (default: the last fifth)."),
+    family: str = typer.Option("gaussian", "--family", help="Noise family of the model fit."),
+    rule: str = typer.Option("sample", "--rule", help="Response rule of the model fit."),
+    production_sigma: float = typer.Option(0.0, "--production-sigma",
+                                           help="Production noise (data units) of the model."),
+    grid_n: int | None = typer.Option(None, "--grid", help="Model grid points per axis."),
+    n_boot: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of chains."),
+    seed: int = typer.Option(0, "--seed"),
+    no_fit: bool = typer.Option(False, "--no-fit", help="Skip the model fit."),
+    out: Path = typer.Option(Path("chains-analysis"), "--out", help="Output folder."),
+    fmt: str = typer.Option("csv", "--format", help="Table format: csv or parquet."),
+) -> None:
+    """Convergence, stationary prior, AR(1) and noise-level fits; tables, figures, report."""
+    from serialrepro.chains.analysis import analyze_chains
+    from serialrepro.chains.data import load_chains
+    from serialrepro.chains.outputs import write_analysis
+    from serialrepro.families import get_family
+
+    if fmt not in ("csv", "parquet"):
+        raise UserInputError(f"unknown table format {fmt!r}; valid choices: csv, parquet")
+    if n_boot < 0:
+        raise UserInputError(f"--bootstrap {n_boot} must be ≥ 0")
+    if production_sigma < 0:
+        raise UserInputError(f"--production-sigma {production_sigma} must be ≥ 0")
+    get_family(family)
+    table = load_chains(data, _split(value_cols), chain_col, iteration_col, item_col,
+                        _mapping(mapping), json_col, strict)
+    for w in table.report.warnings[:10]:
+        typer.echo(f"warning: {w}", err=True)
+    if len(table.report.warnings) > 10:
+        typer.echo(f"warning: … {len(table.report.warnings) - 10} more in load_report.json",
+                   err=True)
+    a = analyze_chains(table, circular, period, bins, late, family, rule, production_sigma,
+                       grid_n, n_boot, seed, not no_fit)
+    summary = write_analysis(a, out, fmt)
+    msg = (f"{summary['chains']} chains, {summary['iterations']} iterations: "
+           f"{summary['convergence_metric']} {summary['initial_distance']:.3g} -> "
+           f"{summary['final_distance']:.3g}")
+    if "noise_fit" in summary:
+        nf = summary["noise_fit"]
+        s = nf["sigma_data"] if nf["sigma_data"] is not None else nf["sigma_unit"]
+        msg += f"; ML σ ({nf['family']}, {nf['rule']}) = {s:.4g}"
+    typer.echo(msg + f" -> {out / 'report.html'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``chains`` sub-app to the main CLI."""
+    app.add_typer(chains_app, name="chains")
