@@ -28,10 +28,13 @@ from torch import Tensor
 from serialrepro.chains.agents import Agent
 from serialrepro.errors import UserInputError
 from serialrepro.grid.kernels import GridKernel, make_kernel
-from serialrepro.grid.process import reproduce
+from serialrepro.grid.process import posterior, reproduce
 from serialrepro.grid.space import GridSpace
 from serialrepro.particles.posterior import circular_mean
 from serialrepro.particles.rng import chain_blocks, pad_rows
+
+#: grids up to this many points use dense kernels by default
+DENSE_MAX_POINTS = 4096
 
 
 def nearest_index(space: GridSpace, points: Tensor) -> Tensor:
@@ -81,31 +84,44 @@ def response_indices(space: GridSpace, kernel: GridKernel, prior: Tensor, rule: 
 
 
 def transition_matrix(agent: Agent, space: GridSpace, sigma: float | None = None,
-                      backend: str = "auto", prior: Tensor | None = None) -> Tensor:
+                      prior: Tensor | None = None) -> Tensor:
     """The dense M×M transition matrix T(x' | x) of one iteration (rows x', columns x),
-    including production noise. ``prior`` overrides ``agent.prior.on_grid(space)``."""
+    including production noise. ``prior`` overrides ``agent.prior.on_grid(space)``.
+
+    Built with dense kernels, which resolve every tiny K q exactly, so the columns sum to
+    1 even where the prior's tails underflow an FFT's round-off floor. For ``sample`` the
+    columns are the engine's posterior of the percept distributions K(· | x):
+    T(· | x) = Post K(· | x).
+    """
     q = agent.prior.on_grid(space) if prior is None else prior
-    kernel = make_kernel(space, agent.family, agent.sigma if sigma is None else sigma, backend)
+    kernel = make_kernel(space, agent.family, agent.sigma if sigma is None else sigma, "dense")
     m = space.size
+    k = kernel.matrix()
     if agent.rule == "sample":
-        eye = torch.eye(m, dtype=torch.float64).reshape(m, *space.shape)
-        t = reproduce(eye, kernel, q.to(eye)).reshape(m, m).T
+        t = posterior(k.T.reshape(m, *space.shape), kernel, q.to(k)).reshape(m, m).T
     else:
         idx = response_indices(space, kernel, q, agent.rule, agent.circular)
         t = torch.zeros((m, m), dtype=torch.float64)
-        t.index_add_(0, idx, kernel.matrix())
+        t.index_add_(0, idx, k)
     if agent.production_sigma > 0:
-        prod = make_kernel(space, agent.production_family, agent.production_sigma, backend)
-        t = prod.apply(t.T.reshape(m, *space.shape)).reshape(m, m).T
+        prod = make_kernel(space, agent.production_family, agent.production_sigma, "dense")
+        t = prod.matrix() @ t
     return t
+
+
+def default_backend(space: GridSpace) -> str:
+    """Dense kernels (exact in the far tails) up to 4096 grid points, FFT beyond."""
+    return "dense" if space.size <= DENSE_MAX_POINTS else "auto"
 
 
 def grid_chain_marginals(
     agent: Agent, space: GridSpace, start: Tensor, n_iterations: int,
-    levels: Sequence[float] | None = None, backend: str = "auto",
+    levels: Sequence[float] | None = None, backend: str | None = None,
 ) -> Tensor:
     """Exact distributions of chains from ``start`` [..., *space.shape]; returns
-    [n_iterations + 1, ..., *space.shape] (index 0 is the start)."""
+    [n_iterations + 1, ..., *space.shape] (index 0 is the start). ``backend`` defaults to
+    :func:`default_backend`."""
+    backend = backend or default_backend(space)
     d = space.dims
     p = torch.as_tensor(start, dtype=torch.float64)
     if tuple(p.shape[p.ndim - d:]) != space.shape:

@@ -65,7 +65,7 @@ def write_simulation(sim: dict, config: dict, out: Path, fmt: str = "csv") -> di
             figures["exact_marginals"] = rp.fig_prior_1d(
                 states[-1, :, 0], x, m[-1].numpy() / h, names[0],
                 extra=[(x, prior.numpy() / h, "prior")],
-                title=f"iteration {n_it}: sampled chains, exact marginal (KDE slot), prior")
+                title=f"iteration {n_it}", labels=("sampled chains", "exact marginal"))
     cf = sim["closed_form"]
     if cf is not None:
         x0 = states[0, :, 0]

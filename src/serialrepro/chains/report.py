@@ -61,14 +61,15 @@ def fig_convergence(conv: pd.DataFrame, model: pd.DataFrame | None = None,
 
 def fig_prior_1d(late: np.ndarray, grid: np.ndarray, density: np.ndarray, xlabel: str,
                  extra: list[tuple[np.ndarray, np.ndarray, str]] | None = None,
-                 title: str = "stationary prior (late iterations)") -> bytes:
+                 title: str = "stationary prior (late iterations)",
+                 labels: tuple[str, str] = ("late iterations", "KDE")) -> bytes:
     """Histogram of ``late`` values with density curves (grid, density) in data units."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.hist(late, bins=40, density=True, color="0.8", label="late iterations")
-    ax.plot(grid, density, "C0", lw=2, label="KDE")
-    for x, y, lab in extra or []:
-        ax.plot(x, y, "--", lw=1.5, label=lab)
+    ax.hist(late, bins=40, density=True, color="0.8", label=labels[0])
+    ax.plot(grid, density, "C0", lw=2, label=labels[1])
+    for k, (x, y, lab) in enumerate(extra or []):
+        ax.plot(x, y, "--", color=f"C{k + 1}", lw=1.5, label=lab)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title)
