@@ -10,6 +10,7 @@ from serialrepro.errors import UserInputError
 
 _WORKERS_HELP = "run cells on a local process pool of N worker processes"
 _SCHEDULER_HELP = "run cells on an existing Dask cluster, e.g. tcp://HOST:PORT"
+_THREADS_HELP = "torch threads per cell (cells are small: 1 is fastest unless grids are large)"
 
 
 def _finish(outcome, quiet: bool) -> None:
@@ -34,6 +35,7 @@ def reproduce_command(
     skip_fig4: bool = typer.Option(False, "--skip-fig4", help="do not train/evaluate the "
                                    "Figure 4 model"),
     seed: int = typer.Option(0, "--seed", help="seed for the Figure 4 run"),
+    threads: int = typer.Option(1, "--threads", min=1, help=_THREADS_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
 ) -> None:
     """Every simulation figure of the paper, the extensions and Figure 4, in one report."""
@@ -45,6 +47,7 @@ def reproduce_command(
     outcome = run_experiments(
         configs, out_dir, quick=quick, workers=workers, scheduler=scheduler,
         progress=not no_progress, fig4=not skip_fig4, seed=seed, argv=python_argv(),
+        threads=threads,
         title="Analyzing Diffusion as Serial Reproduction: reproduction report"
               + (" (quick)" if quick else ""))
     _finish(outcome, quiet=False)
@@ -77,6 +80,7 @@ def run_command(
     workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
     scheduler: str | None = typer.Option(None, "--scheduler", help=_SCHEDULER_HELP),
     quick: bool = typer.Option(False, "--quick", help="apply the config's quick override"),
+    threads: int = typer.Option(1, "--threads", min=1, help=_THREADS_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
 ) -> None:
     """Run a sweep from a config: resumable cells, table, figures and an HTML report."""
@@ -86,7 +90,7 @@ def run_command(
     out_dir = out if out is not None else Path("results") / cfg.name
     outcome = run_experiments([cfg], out_dir, quick=quick, workers=workers, scheduler=scheduler,
                               progress=not no_progress, fig4=None, seed=cfg.seed,
-                              argv=python_argv(), title=cfg.title or cfg.name)
+                              argv=python_argv(), title=cfg.title or cfg.name, threads=threads)
     _finish(outcome, quiet=False)
 
 

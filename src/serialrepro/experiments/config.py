@@ -44,7 +44,7 @@ from pydantic import (
 
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.experiments.schedules import SCHEDULE_KINDS, Schedule
-from serialrepro.families import FAMILIES, get_family
+from serialrepro.families import get_family
 from serialrepro.grid.kernels import check_schedule, resolve_backend
 from serialrepro.grid.priors import PRIORS
 from serialrepro.grid.process import STEPS
@@ -425,7 +425,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     """
     keys = _all_keys()
     items = []
-    for i, err in enumerate(exc.errors()):
+    for err in exc.errors():
         raw = list(err["loc"])
         loc = [p for j, p in enumerate(raw) if isinstance(p, int) or p in keys
                or (err["type"] == "extra_forbidden" and j == len(raw) - 1)]

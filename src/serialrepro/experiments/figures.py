@@ -191,35 +191,41 @@ def _summary_fig2(df: pd.DataFrame, extra: pd.DataFrame, full: pd.DataFrame) -> 
     return text, ok
 
 
-def _summary_s2(df: pd.DataFrame, extra: pd.DataFrame, full: pd.DataFrame) -> tuple[str, bool]:
+def _summary_s2(df: pd.DataFrame, extra: pd.DataFrame, full: pd.DataFrame
+                ) -> tuple[str, bool | None]:
     d = df.merge(extra, on="cell").set_index("step")
     s, a = d.loc["serial"], d.loc["ancestral"]
     better = "serial-reproduction" if s["kl_bits"] < a["kl_bits"] else "ancestral"
-    ok = bool(max(s["kl_bits"], a["kl_bits"]) < 0.5 * s["kl_start"])
+    hi, lo = max(s["kl_bits"], a["kl_bits"]), min(s["kl_bits"], a["kl_bits"])
     text = (f"Serial-reproduction step: kl = {_fmt(s['kl_bits'])} bits; ancestral step: "
-            f"kl = {_fmt(a['kl_bits'])} bits (start at {_fmt(s['kl_start'])} bits). The "
-            f"{better} step ends closer to the data (ratio "
-            f"{max(s['kl_bits'], a['kl_bits']) / min(s['kl_bits'], a['kl_bits']):.2f}). ")
-    text += ("Both recover the data." if ok else
-             "One of the two steps fails to remove half of the starting divergence.")
-    return text, ok
+            f"kl = {_fmt(a['kl_bits'])} bits; both start from p_F at {_fmt(s['kl_start'])} "
+            f"bits. The {better} step ends closer to the data (ratio {hi / lo:.3g}); "
+            f"{'both' if hi < 0.5 * s['kl_start'] else 'not both'} remove more than half "
+            "of the starting divergence.")
+    # the comparison is shown, not judged: the paper's S2 states no ranking we test
+    return text, None
 
 
 def _summary_s3(df: pd.DataFrame, extra: pd.DataFrame, full: pd.DataFrame) -> tuple[str, bool]:
     d = df.merge(extra, on="cell")
-    good = full[full["experiment"] == "fig2"].set_index("noise")["kl_bits"]
+    good = full[full["experiment"] == "fig2"].drop_duplicates("noise").set_index("noise")
     parts, ok = [], True
     for _, r in d.iterrows():
-        ref = good.get(r["noise"])
-        cmp = f", vs {_fmt(ref)} with Figure 2's schedule" if ref is not None else ""
-        parts.append(f"{r['noise']} T={r['T']}: kl = {_fmt(r['kl_bits'])}{cmp}; q_T is "
+        if r["noise"] in good.index:
+            ref = good.loc[r["noise"], "kl_bits"]
+            cmp = (f" ({r['kl_bits'] / ref:.3g}× Figure 2's {_fmt(ref)} with a proper "
+                   "schedule)")
+            ok &= bool(r["kl_bits"] > ref)
+        else:
+            cmp = ""
+        parts.append(f"{r['noise']} T={r['T']}: kl = {_fmt(r['kl_bits'])}{cmp}, q_T "
                      f"{_fmt(r['qT_gap'])} bits from p_F")
-        failed = r["kl_bits"] > 0.5 * r["kl_start"]
-        ok &= bool(failed and (ref is None or r["kl_bits"] > ref))
     text = "; ".join(parts) + ". "
-    text += ("With bad noise the forward process never approaches p_F and the reverse process "
-             "stays near its start, far worse than with a proper schedule, as the paper says."
-             if ok else "Not every bad-noise condition fails as the paper says.")
+    text += ("Every bad-noise condition ends further from the data than the same family with a "
+             "proper schedule: the forward process does not reach p_F, so the sampler starts "
+             "far from q_T." if ok else
+             "Not every bad-noise condition ends further from the data than its family with "
+             "a proper schedule: our numbers disagree with the paper there.")
     return text, ok
 
 
@@ -231,7 +237,8 @@ _PROCESS_SUMMARIES: dict[str, Callable] = {
 # -- kl against T and complexity (Figure 3, S5, resolution, custom) -------------------
 
 def _golden_frame() -> pd.DataFrame:
-    rows = [{"T": T, **dict(zip(GOLDEN_FIELDS, vals))} for T, vals in FIG3_GOLDEN.items()]
+    rows = [{"T": T, **dict(zip(GOLDEN_FIELDS, vals, strict=True))}
+            for T, vals in FIG3_GOLDEN.items()]
     return pd.DataFrame(rows)
 
 
@@ -329,7 +336,7 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
     findings, spreads, ok_all = [], [], True
-    for ax, ((prior, step), sub) in zip(axes.flat, panels):
+    for ax, ((prior, step), sub) in zip(axes.flat, panels, strict=False):
         for i, fam in enumerate(f for f in ALL_FAMILIES if f in set(sub["noise"])):
             s = sub[sub["noise"] == fam].sort_values("T")
             ax.plot(s["T"], s["kl_bits"], "o-" if fam in STD_FAMILIES else "s--", ms=3,

@@ -107,7 +107,7 @@ def run_experiments(
     configs: Sequence[ExperimentConfig], out_dir: Path, *, quick: bool = False,
     workers: int = 1, scheduler: str | None = None, progress: bool = True,
     fig4: bool | None = None, seed: int = 0, title: str | None = None,
-    argv: Sequence[str] | None = None,
+    argv: Sequence[str] | None = None, threads: int | None = 1,
 ) -> RunOutcome:
     """Run ``configs`` into ``out_dir`` and write the table, figures and report.
 
@@ -117,7 +117,7 @@ def run_experiments(
     """
     t_start = time.perf_counter()
     # everything that can be wrong with the input fails here, before any work
-    check_executor(workers, scheduler)
+    check_executor(workers, scheduler, threads)
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise UserInputError(f"experiment names must be unique; got {', '.join(names)}")
@@ -136,6 +136,7 @@ def run_experiments(
         "command": " ".join(argv) if argv else "",
         "quick": quick, "executor": scheduler or (f"{workers} workers" if workers > 1
                                                    else "in-process"),
+        "torch threads per cell": threads,
         "seed": seed,
         "grid cell seeds": sorted({c.seed for cells in per_config.values() for c in cells}),
         "versions": package_versions(), "machine": machine_info(),
@@ -144,7 +145,7 @@ def run_experiments(
 
     all_cells = [c for cells in per_config.values() for c in cells]
     stats = run_cells(all_cells, store, workers=workers, scheduler=scheduler, progress=progress,
-                      description="cells")
+                      description="cells", threads=threads)
     table = build_table(all_cells, store)
     pq, _ = write_table(table, out_dir)
     t_cells = time.perf_counter()
@@ -176,7 +177,7 @@ def run_experiments(
     provenance_flat = {
         "command": provenance["command"] or "(python API)",
         "started at (UTC)": provenance["started_at"], "quick": quick,
-        "executor": provenance["executor"],
+        "executor": f"{provenance['executor']}, {threads} torch thread(s) per cell",
         "cells": f"{stats.total} unique ({stats.cached} found finished, {stats.computed} "
                  "computed now)",
         "seed": f"{seed} (Figure 4); grid cells: "

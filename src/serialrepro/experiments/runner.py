@@ -30,11 +30,16 @@ from serialrepro.experiments.store import CellStore
 SCORE_FIELDS = ("kl_bits", "jsd_bits", "complexity_bits", "stationarity")
 
 
-def compute_cell(spec: dict, keep: bool = False) -> tuple[dict, dict[str, np.ndarray] | None]:
+def compute_cell(spec: dict, keep: bool = False, threads: int | None = 1,
+                 ) -> tuple[dict, dict[str, np.ndarray] | None]:
     """Run one simulation (``serialrepro.grid.simulate``) for a resolved cell spec.
 
     The exact engine is deterministic; ``seed`` still seeds torch's global generator so
-    anything stochastic added to a cell later is reproducible per cell.
+    anything stochastic added to a cell later is reproducible per cell. ``threads`` sets
+    torch's intra-op threads for the cell (None: leave as is): cells are small, and on a
+    busy machine a multi-threaded FFT of a 32×32 grid was measured 1000× slower than a
+    single-threaded one (thread wake-up dominates), so sweeps default to one thread per
+    cell and get their parallelism from running cells side by side.
     """
     import torch
 
@@ -42,13 +47,19 @@ def compute_cell(spec: dict, keep: bool = False) -> tuple[dict, dict[str, np.nda
     from serialrepro.grid.process import simulate
     from serialrepro.grid.space import parse_grid
 
-    t0 = time.perf_counter()
-    torch.manual_seed(int(spec["seed"]))
-    space = parse_grid(spec["grid"])
-    data = make_prior(spec["prior"], space)
-    result = simulate(data, spec["noise"], spec["sigmas"], space, step=spec["step"],
-                      backend=spec["backend"], info=False)
-    seconds = time.perf_counter() - t0
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        t0 = time.perf_counter()
+        torch.manual_seed(int(spec["seed"]))
+        space = parse_grid(spec["grid"])
+        data = make_prior(spec["prior"], space)
+        result = simulate(data, spec["noise"], spec["sigmas"], space, step=spec["step"],
+                          backend=spec["backend"], info=False)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(previous)
     record = {
         "key": spec["key"],
         "spec": {k: v for k, v in spec.items() if k != "key"},
@@ -94,8 +105,10 @@ def unique_cells(cells: Iterable[Cell]) -> list[Cell]:
     return list(out.values())
 
 
-def check_executor(workers: int, scheduler: str | None) -> None:
+def check_executor(workers: int, scheduler: str | None, threads: int | None = 1) -> None:
     """Validate executor options before anything runs."""
+    if threads is not None and threads < 1:
+        raise UserInputError(f"--threads {threads} is invalid; it must be ≥ 1")
     if workers < 1:
         raise UserInputError(f"--workers {workers} is invalid; it must be ≥ 1")
     if scheduler is not None:
@@ -109,23 +122,24 @@ def check_executor(workers: int, scheduler: str | None) -> None:
 
 def run_cells(
     cells: Sequence[Cell], store: CellStore, workers: int = 1, scheduler: str | None = None,
-    progress: bool = True, description: str = "cells",
+    progress: bool = True, description: str = "cells", threads: int | None = 1,
 ) -> RunStats:
-    """Compute every cell of ``cells`` that ``store`` does not already hold."""
-    check_executor(workers, scheduler)
+    """Compute every cell of ``cells`` that ``store`` does not already hold, ``threads``
+    torch threads per cell (see :func:`compute_cell`)."""
+    check_executor(workers, scheduler, threads)
     t0 = time.perf_counter()
     cells = unique_cells(cells)
     pending = [c for c in cells if not store.done(c.key, c.keep)]
     cached = len(cells) - len(pending)
     if scheduler is not None:
         executor = f"dask {scheduler}"
-        stream = _dask_results(pending, scheduler)
+        stream = _dask_results(pending, scheduler, threads)
     elif workers > 1 and len(pending) > 1:
         executor = f"process pool ({workers} workers)"
-        stream = _pool_results(pending, workers)
+        stream = _pool_results(pending, workers, threads)
     else:
         executor = "in-process"
-        stream = ((c, *compute_cell(_payload(c), c.keep)) for c in pending)
+        stream = ((c, *compute_cell(_payload(c), c.keep, threads)) for c in pending)
     with _progress_bar(progress, description, len(cells), cached) as advance:
         for cell, record, arrays in stream:
             store.write(cell.key, record, arrays)
@@ -133,22 +147,15 @@ def run_cells(
     return RunStats(len(cells), cached, len(pending), time.perf_counter() - t0, executor)
 
 
-def _init_pool_worker() -> None:
-    # the pool already uses the cores; one thread per worker avoids oversubscription
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _pool_results(pending: Sequence[Cell], workers: int) -> Iterator[tuple]:
+def _pool_results(pending: Sequence[Cell], workers: int, threads: int | None,
+                  ) -> Iterator[tuple]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn, not fork: forking a process that has started torch's thread pools can hang
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                             initializer=_init_pool_worker) as pool:
-        futures = {pool.submit(compute_cell, _payload(c), c.keep): c for c in pending}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(compute_cell, _payload(c), c.keep, threads): c for c in pending}
         try:
             for fut in as_completed(futures):
                 yield (futures[fut], *fut.result())
@@ -158,7 +165,8 @@ def _pool_results(pending: Sequence[Cell], workers: int) -> Iterator[tuple]:
             raise
 
 
-def _dask_results(pending: Sequence[Cell], address: str) -> Iterator[tuple]:
+def _dask_results(pending: Sequence[Cell], address: str, threads: int | None,
+                  ) -> Iterator[tuple]:
     from distributed import Client, as_completed
 
     try:
@@ -168,8 +176,7 @@ def _dask_results(pending: Sequence[Cell], address: str) -> Iterator[tuple]:
     try:
         futures = {}
         for c in pending:
-            fut = client.submit(compute_cell, _payload(c), c.keep, pure=False,
-                                key=f"serialrepro-cell-{c.key}-{time.time_ns()}")
+            fut = client.submit(compute_cell, _payload(c), c.keep, threads, pure=False)
             futures[fut.key] = (fut, c)
         try:
             for fut in as_completed([f for f, _ in futures.values()]):
