@@ -27,6 +27,7 @@ app = typer.Typer(
 _COMMAND_MODULES = [
     "serialrepro.grid.cli",
     "serialrepro.models.cli",
+    "serialrepro.experiments.cli",
     "serialrepro.chains.cli",
 ]
 
