@@ -34,9 +34,13 @@ STEPS = ("serial", "ancestral")
 Callback = Callable[[int, Tensor], None]
 
 
-def _safe_ratio(v: Tensor, w: Tensor) -> Tensor:
-    """v ⊘ w with 0 where w = 0 (no mass can arrive where the prior pushes none)."""
-    return torch.where(w > 0, v / torch.where(w > 0, w, 1.0), 0.0)
+def _safe_ratio(v: Tensor, w: Tensor, floor: Tensor | float = 0.0) -> Tensor:
+    """v ⊘ w with 0 where w ≤ ``floor``: an observation y the prior predicts with
+    probability (numerically) zero carries no posterior mass, so Post is sub-stochastic
+    where the input has mass the prior cannot explain (the paper's priors, mixed with
+    uniform, never do). ``floor`` is the kernel's round-off level (0 for dense)."""
+    ok = w > floor
+    return torch.where(ok, v / torch.where(ok, w, 1.0), 0.0)
 
 
 def posterior(v: Tensor, kernel: GridKernel, prior: Tensor, pushed: Tensor | None = None) -> Tensor:
@@ -47,7 +51,8 @@ def posterior(v: Tensor, kernel: GridKernel, prior: Tensor, pushed: Tensor | Non
     if pushed is None:
         pushed = kernel.apply(prior)
     # clamp: FFT round-off can leave −1e−17 where the exact value is 0 (a no-op for dense)
-    return (prior * kernel.apply_t(_safe_ratio(v, pushed))).clamp_min_(0.0)
+    ratio = _safe_ratio(v, pushed, kernel.noise_floor(pushed))
+    return (prior * kernel.apply_t(ratio)).clamp_min_(0.0)
 
 
 def reproduce(
@@ -71,7 +76,7 @@ def reproduce_transpose(
     """Sᵀ v for the reproduction S of :func:`reproduce` (S = diag(q) Kᵀ diag(1/Kq) [K])."""
     if pushed is None:
         pushed = kernel.apply(prior)
-    w = _safe_ratio(kernel.apply(prior * v), pushed)
+    w = _safe_ratio(kernel.apply(prior * v), pushed, kernel.noise_floor(pushed))
     return kernel.apply_t(w) if renoise else w
 
 
