@@ -27,9 +27,8 @@ def particle_chains(
 ) -> Tensor:
     """Run chains from ``start`` [C, D]; returns states [n_iterations + 1, C, D]
     (index 0 is the start). ``levels`` is an optional schedule of one σ per iteration."""
-    x0 = torch.as_tensor(start)
-    if not x0.is_floating_point():
-        x0 = x0.to(torch.float64)
+    # float64 like the priors (device follows the input)
+    x0 = torch.as_tensor(start).to(torch.float64)
     if x0.ndim == 1:
         x0 = x0.unsqueeze(-1)
     if x0.ndim != 2 or x0.shape[1] != agent.dims or x0.shape[0] == 0:
