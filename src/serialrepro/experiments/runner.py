@@ -28,6 +28,8 @@ from serialrepro.experiments.config import Cell
 from serialrepro.experiments.store import CellStore
 
 SCORE_FIELDS = ("kl_bits", "jsd_bits", "complexity_bits", "stationarity")
+#: how long to keep trying to reach a Dask scheduler before giving up
+DASK_CONNECT_TIMEOUT = "15s"
 
 
 def compute_cell(spec: dict, keep: bool = False, threads: int | None = 1,
@@ -170,7 +172,7 @@ def _dask_results(pending: Sequence[Cell], address: str, threads: int | None,
     from distributed import Client, as_completed
 
     try:
-        client = Client(address, timeout="15s", set_as_default=False)
+        client = Client(address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise UserInputError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
     try:
@@ -179,7 +181,7 @@ def _dask_results(pending: Sequence[Cell], address: str, threads: int | None,
             fut = client.submit(compute_cell, _payload(c), c.keep, threads, pure=False)
             futures[fut.key] = (fut, c)
         try:
-            for fut in as_completed([f for f, _ in futures.values()]):
+            for fut in as_completed([f for f, _ in futures.values()], loop=client.loop):
                 yield (futures[fut.key][1], *fut.result())
         except BaseException:
             client.cancel([f for f, _ in futures.values()])

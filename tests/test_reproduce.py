@@ -1,0 +1,208 @@
+"""``serialrepro reproduce --quick`` end to end, and the Figure 4 wiring."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import types
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from serialrepro.experiments.config import parse_config
+from serialrepro.experiments.pipeline import run_experiments
+
+# DESIGN §2: the authors' code on the Figure 3 conditions (T: kl, jsd, complexity, stat.)
+GOLDEN = {
+    2: (0.449178, 0.079464, 0.682085, 0.002407),
+    3: (0.383357, 0.069800, 0.331028, 0.239327),
+    6: (0.250175, 0.048287, 0.117919, 0.104547),
+    12: (0.163212, 0.033779, 0.054827, 0.039230),
+    24: (0.128881, 0.027362, 0.023167, 0.012073),
+    48: (0.123429, 0.026246, 0.009433, 0.003586),
+    100: (0.127884, 0.027118, 0.003537, 0.000684),
+}
+REQUIRED_COLUMNS = [
+    "experiment", "figure", "prior", "noise", "step", "T", "sigma_start", "sigma_end", "grid",
+    "kl_bits", "jsd_bits", "complexity_bits", "stationarity", "seconds",
+]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class _Collector(HTMLParser):
+    """Every start tag with its attributes, and the text."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.stack: list[str] = []
+        self.mismatched = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in ("img", "meta", "br", "hr", "input", "link"):
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if self.stack and self.stack[-1] == tag:
+            self.stack.pop()
+        else:
+            self.mismatched += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def check_self_contained(html_text: str) -> _Collector:
+    """The report parses, its tags are balanced, and nothing in it points outside."""
+    parser = _Collector()
+    parser.feed(html_text)
+    parser.close()
+    assert parser.mismatched == 0 and parser.stack == []
+    lowered = html_text.lower()
+    for needle in ("http://", "https://", "//cdn", "url(", "@import"):
+        assert needle not in lowered, needle
+    for tag, attrs in parser.tags:
+        assert tag not in ("link", "script", "iframe", "object", "embed"), tag
+        if "src" in attrs:
+            assert attrs["src"].startswith("data:image/png;base64,"), attrs["src"][:60]
+            assert base64.b64decode(attrs["src"].split(",", 1)[1]).startswith(PNG_MAGIC)
+        if "href" in attrs:
+            assert attrs["href"].startswith("#"), attrs["href"]
+    return parser
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    from serialrepro.cli import app
+
+    out = tmp_path_factory.mktemp("reproduce") / "run"
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(out), "--skip-fig4",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out, result.output
+
+
+def test_quick_writes_every_output(quick_run):
+    out, output = quick_run
+    for name in ("scores.parquet", "scores.csv", "report.html", "config.resolved.yaml",
+                 "run.json"):
+        assert (out / name).is_file(), name
+    pngs = list((out / "figures").glob("*.png"))
+    assert len(pngs) >= 15
+    assert all(p.read_bytes().startswith(PNG_MAGIC) for p in pngs)
+    assert f"report: {out / 'report.html'}" in output
+
+
+def test_quick_table_has_the_figures_rows(quick_run):
+    out, _ = quick_run
+    table = pd.read_parquet(out / "scores.parquet")
+    assert list(table.columns[: len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS
+    csv = pd.read_csv(out / "scores.csv")
+    assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
+    by = table.groupby("experiment")
+    assert set(by.groups) == {"fig2", "fig3", "figS2", "figS3-S4", "figS5", "ext-families",
+                              "ext-schedules", "ext-resolution"}
+    fig2 = table[table["experiment"] == "fig2"].set_index("figure")
+    assert fig2.loc[["2A-B", "2C", "2D", "2E"], "noise"].tolist() == [
+        "gaussian", "bimodal", "fade-uniform", "fade-fixed"]
+    assert set(table.loc[table["experiment"] == "figS2", "step"]) == {"serial", "ancestral"}
+    s3 = table[table["experiment"] == "figS3-S4"]
+    assert sorted(zip(s3["noise"], s3["T"], strict=True)) == [
+        ("bimodal", 10), ("fade-fixed", 10), ("fade-uniform", 10), ("gaussian", 10),
+        ("gaussian", 100)]
+    assert (s3["sigma_start"] == s3["sigma_end"]).all()  # constant bad noise
+    assert sorted(table.loc[table["experiment"] == "figS5", "T"]) == [2, 3, 6, 12, 24, 48, 100]
+    # every kl is a finite, non-negative number of bits; seconds are recorded
+    assert (table["kl_bits"] >= 0).all() and table["kl_bits"].notna().all()
+    assert (table["seconds"] > 0).all()
+
+
+def test_quick_figure3_rows_match_the_golden_values(quick_run):
+    out, _ = quick_run
+    table = pd.read_parquet(out / "scores.parquet")
+    fig3 = table[table["experiment"] == "fig3"].set_index("T")
+    assert sorted(fig3.index) == sorted(GOLDEN)
+    assert set(fig3["grid"]) == {"paper:0.04"} and set(fig3["noise"]) == {"gaussian"}
+    for T, values in GOLDEN.items():
+        got = fig3.loc[T, ["kl_bits", "jsd_bits", "complexity_bits", "stationarity"]]
+        assert got.tolist() == pytest.approx(values, abs=1e-5), T
+
+
+def test_quick_report_is_self_contained_and_says_what_it_found(quick_run):
+    out, _ = quick_run
+    html_text = (out / "report.html").read_text(encoding="utf-8")
+    parser = check_self_contained(html_text)
+    images = [a for t, a in parser.tags if t == "img"]
+    assert len(images) == len(list((out / "figures").glob("*.png")))
+    text = " ".join(parser.text)
+    assert "golden values are reproduced to 1e-05" in text
+    assert "kl falls from 0.4492 at T=2 to 0.1279 at T=100" in text
+    assert "Extensions: past the paper" in text
+    assert "Figure 4" in text and "skipped" in text
+    assert "Resolved configuration" in text and "version: torch" in text
+
+
+def _tiny_config():
+    return parse_config({
+        "name": "tiny", "title": "tiny sweep", "sweeps": [{
+            "T": [2, 4], "schedule": {"kind": "linear", "start": 0.01, "end": 0.05},
+            "grid": "paper:0.1"}]})
+
+
+def test_figure4_section_uses_run_fig4_when_it_imports(tmp_path, monkeypatch):
+    """The pipeline calls models.fig4.run_fig4 with the preset of the mode and embeds its
+    table, figure and notes (a fast stand-in replaces the real training)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    calls = []
+
+    def fake_run_fig4(out_dir, preset, seed):
+        calls.append((out_dir, preset, seed))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots()
+        ax.plot([50, 500], [227.0, 37.5])
+        path = out_dir / "fid.png"
+        fig.savefig(path)
+        plt.close(fig)
+        return types.SimpleNamespace(
+            table=pd.DataFrame({"steps": [50, 500], "fid": [227.0, 37.5]}), figure=path,
+            notes="FID rises from 37.5 at 500 steps to 227 at 50 steps")
+
+    fake = types.ModuleType("serialrepro.models.fig4")
+    fake.run_fig4 = fake_run_fig4
+    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", fake)
+    outcome = run_experiments([_tiny_config()], tmp_path / "a", quick=True, progress=False,
+                              fig4=True, seed=7)
+    assert calls == [(tmp_path / "a" / "fig4", "quick", 7)]
+    html_text = outcome.report_path.read_text(encoding="utf-8")
+    check_self_contained(html_text)
+    assert "FID rises from 37.5 at 500 steps to 227 at 50 steps" in html_text
+    assert html_text.count("data:image/png;base64,") == 2  # tiny's figure + Figure 4's
+    assert "<td>227</td>" in html_text
+
+    run_experiments([_tiny_config()], tmp_path / "b", quick=False, progress=False, fig4=True)
+    assert calls[-1][1] == "digits-cpu"
+
+
+def test_figure4_section_says_plainly_when_support_is_absent(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", None)  # import fails
+    outcome = run_experiments([_tiny_config()], tmp_path / "a", progress=False, fig4=True)
+    html_text = outcome.report_path.read_text(encoding="utf-8")
+    assert "trained-model support is absent from this installation" in html_text
+
+    def broken(out_dir, preset, seed):
+        raise RuntimeError("no MNIST files")
+
+    fake = types.ModuleType("serialrepro.models.fig4")
+    fake.run_fig4 = broken
+    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", fake)
+    outcome = run_experiments([_tiny_config()], tmp_path / "b", progress=False, fig4=True)
+    html_text = outcome.report_path.read_text(encoding="utf-8")
+    assert "the Figure 4 run failed: RuntimeError: no MNIST files" in html_text
