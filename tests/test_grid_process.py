@@ -292,3 +292,20 @@ def test_fft_stays_sane_when_the_data_has_empty_regions(name: str) -> None:
     assert abs(dense.kl_bits - fft.kl_bits) < 1e-4
     assert (dense.reverse - fft.reverse).abs().max() < 1e-6
     assert fft.stationarity < 2.0
+
+
+def test_channel_information_on_large_grids_without_quadratic_cost() -> None:
+    """Above INFO_MAX_POINTS the FFT path reports information only where columns share one
+    entropy (circulant kernels, fade to uniform folded into its circulant part); fade to a
+    fixed target would need O(M²) and reports None."""
+    from serialrepro.grid.process import INFO_MAX_POINTS
+
+    space = GridSpace.torus(72, 2)
+    assert space.size > INFO_MAX_POINTS
+    data = three_modes(space)
+    uni = simulate(data, "fade-uniform", [0.2, 0.5], space)
+    fixed = simulate(data, "fade-fixed", [0.2, 0.5], space)
+    assert make_kernel(space, "fade-uniform", 0.2).target is None
+    assert all(v is not None and v >= 0 for v in uni.mutual_information_bits)
+    assert fixed.mutual_information_bits == [None, None]
+    assert fixed.conditional_entropy_bits == [None, None]

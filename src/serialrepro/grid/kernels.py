@@ -192,8 +192,14 @@ class FFTKernel(GridKernel):
         self.target: Tensor | None = None
         if parts.target is not None and parts.coef:
             z = z + parts.coef * parts.target.sum()
-            self.coef = float(parts.coef / z)
-            self.target = parts.target
+            flat = parts.target.reshape(-1)
+            if bool((flat == flat[0]).all()):
+                # a constant target (fade to uniform) is itself circulant: folding it into
+                # c keeps the kernel purely circulant (O(M) column entropies at any size)
+                c = c + parts.coef * parts.target
+            else:
+                self.coef = float(parts.coef / z)
+                self.target = parts.target
         self.c = c / z
         self._dims = tuple(range(-space.dims, 0))
         self.spectrum = torch.fft.rfftn(self.c, dim=self._dims)
