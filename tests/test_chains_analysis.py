@@ -20,11 +20,14 @@ from serialrepro.chains.analysis import (
     estimate_prior,
     fit_ar1,
     fit_circular_ar1,
+    pair_transition_probs,
 )
 from serialrepro.chains.closed_form import gaussian_chain_ar1
 from serialrepro.chains.data import load_chains
+from serialrepro.chains.grid_chains import transition_matrix
+from serialrepro.grid.space import GridSpace
 from serialrepro.particles.chains import particle_chains
-from serialrepro.particles.priors import GaussianMixturePrior
+from serialrepro.particles.priors import GaussianMixturePrior, GridDensityPrior
 
 
 @pytest.fixture(autouse=True)
@@ -149,3 +152,16 @@ def test_three_dimensional_data_get_the_energy_path_and_notes(tmp_path):
     assert a.ar1 is None and a.noise_fit is None
     assert any("1-D" in n for n in a.notes) and any("3-D" in n for n in a.notes)
     assert math.isfinite(a.summary["final_distance"])
+
+
+@pytest.mark.parametrize("rule,production", [("sample", 0.0), ("sample", 0.03), ("mean", 0.0)])
+def test_pair_probabilities_equal_the_dense_transition_matrix(rule, production):
+    space = GridSpace.torus(10, dims=2)
+    q = GaussianMixturePrior([[0.1, 0.0], [-0.2, 0.1]], [0.01, 0.02]).on_grid(space)
+    agent = Agent(GridDensityPrior(space, q), "laplace", 0.07, rule, production)
+    g = torch.Generator().manual_seed(0)
+    i = torch.randint(0, space.size, (300,), generator=g)
+    j = torch.randint(0, space.size, (300,), generator=g)
+    dense = transition_matrix(agent, space, prior=q)
+    assert torch.allclose(pair_transition_probs(agent, space, q, i, j, block=64), dense[j, i],
+                          rtol=1e-12, atol=1e-15)

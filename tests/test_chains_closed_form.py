@@ -98,7 +98,7 @@ def test_monte_carlo_chains_match_the_ar1(rule, production):
 @pytest.mark.parametrize("rule", ["sample", "mean", "map"])
 def test_grid_exact_chains_match_the_ar1(rule):
     """Exact propagation on a fine 1-D grid: moments equal the closed form up to the
-    grid's discretisation (tolerances measured: relative error < 2e-3)."""
+    grid's discretisation."""
     mu0, s0, s = 0.02, 0.04, 0.03
     space = GridSpace.torus(512, dims=1)
     agent = Agent(GaussianMixturePrior([[mu0]], [s0**2]), "gaussian", s, rule)
@@ -109,6 +109,9 @@ def test_grid_exact_chains_match_the_ar1(rule):
     var = ((p * x**2).sum(-1) - (p * x).sum(-1) ** 2).numpy()
     ar = gaussian_chain_ar1(mu0, s0**2, s**2, rule)
     its = np.arange(26)
-    assert np.abs(mean - ar.mean(its, float(x[torch.argmax(start[0])]))).max() < 2e-4
-    assert np.abs(var[1:] / ar.var(its[1:], 0.0) - 1).max() < 2e-3
-    assert var[-1] == pytest.approx(stationary_var(s0**2, s**2, rule), rel=2e-3)
+    # sample: the discretised Gaussians keep their moments to round-off (measured 1.5e-14);
+    # mean/map: rounding each response to the nearest grid point (measured 8.8e-4)
+    tol = 1e-10 if rule == "sample" else 2e-3
+    assert np.abs(mean - ar.mean(its, float(x[torch.argmax(start[0])]))).max() < tol / 10
+    assert np.abs(var[1:] / ar.var(its[1:], 0.0) - 1).max() < tol
+    assert var[-1] == pytest.approx(stationary_var(s0**2, s**2, rule), rel=tol)

@@ -47,6 +47,7 @@ from serialrepro.chains.data import ChainTable
 from serialrepro.chains.grid_chains import nearest_index, sample_grid_chains, transition_matrix
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import get_family
+from serialrepro.grid.kernels import make_kernel
 from serialrepro.grid.scores import jsd_bits
 from serialrepro.grid.space import GridSpace
 from serialrepro.particles.priors import GridDensityPrior
@@ -370,10 +371,33 @@ def model_space(dims: int, grid_n: int | None = None) -> GridSpace:
     return GridSpace.torus(grid_n or (200 if dims == 1 else 48), dims=dims)
 
 
-def transition_loglik(t: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> float:
-    """Σ log((1 − ε) T[j, i] + ε/M) over the observed cell transitions i → j."""
-    m = t.shape[0]
-    return float(torch.log((1 - LAPSE) * t[j, i] + LAPSE / m).sum())
+def pair_transition_probs(agent: Agent, space: GridSpace, prior: torch.Tensor,
+                          i: torch.Tensor, j: torch.Tensor, block: int = 2048) -> torch.Tensor:
+    """T(j | i) for cell pairs (i → j), without the whole matrix where possible.
+
+    For the ``sample`` rule without production noise,
+    T(j | i) = q_j Σ_y K(y | j) K(y | i) / (K q)(y) (Post ∘ K, DESIGN §1) costs O(M) per
+    pair instead of O(M³) for the matrix; pairs go in blocks to bound memory. Other
+    rules and production noise use :func:`transition_matrix`.
+    """
+    if agent.rule != "sample" or agent.production_sigma > 0:
+        return transition_matrix(agent, space, prior=prior)[j, i]
+    k = make_kernel(space, agent.family, agent.sigma, "dense").matrix()
+    q = prior.reshape(-1).to(k)
+    kq = k @ q
+    inv = torch.where(kq > 0, 1.0 / torch.where(kq > 0, kq, 1.0), 0.0)
+    kt = k.T.contiguous()  # row x is the column K(· | x): gathers read contiguous rows
+    out = torch.empty(len(i), dtype=k.dtype)
+    for s in range(0, len(i), block):
+        jj, ii = j[s:s + block], i[s:s + block]
+        out[s:s + block] = q[jj] * ((kt[jj] * inv) * kt[ii]).sum(1)
+    return out
+
+
+def transition_loglik(probs: torch.Tensor, m: int, counts: torch.Tensor | None = None) -> float:
+    """Σ count · log((1 − ε) T(j | i) + ε/M) over observed cell transitions."""
+    ll = torch.log((1 - LAPSE) * probs + LAPSE / m)
+    return float((ll if counts is None else ll * counts).sum())
 
 
 def fit_noise_level(
@@ -389,13 +413,14 @@ def fit_noise_level(
     gp = GridDensityPrior(space, prior)
     i = nearest_index(space, torch.from_numpy(u))
     j = nearest_index(space, torch.from_numpy(u_next))
-
-    def make_agent(sigma: float) -> Agent:
-        return Agent(gp, fam, sigma, rule, production_sigma, circular=circular)
+    # transitions between the same cells share their probability: score each pair once
+    pairs, counts = torch.unique(i * space.size + j, return_counts=True)
+    pi, pj = pairs // space.size, pairs % space.size
 
     def nll(log_sigma: float) -> float:
-        t = transition_matrix(make_agent(math.exp(log_sigma)), space, prior=gp.density)
-        return -transition_loglik(t, i, j)
+        agent = Agent(gp, fam, math.exp(log_sigma), rule, production_sigma, circular=circular)
+        probs = pair_transition_probs(agent, space, gp.density, pi, pj)
+        return -transition_loglik(probs, space.size, counts.to(probs.dtype))
 
     if fam.name.startswith("fade"):  # a fade level is a weight in [0, 1]
         lo, hi = math.log(1e-3), 0.0
