@@ -115,3 +115,17 @@ def test_grid_exact_chains_match_the_ar1(rule):
     assert np.abs(mean - ar.mean(its, float(x[torch.argmax(start[0])]))).max() < tol / 10
     assert np.abs(var[1:] / ar.var(its[1:], 0.0) - 1).max() < tol
     assert var[-1] == pytest.approx(stationary_var(s0**2, s**2, rule), rel=tol)
+
+
+def test_a_level_schedule_composes_one_ar1_per_iteration():
+    """σ_n changes per iteration: E x_n = μ0 + Π_k λ_k (x0 − μ0), with λ_k = s0²/(s0² + σ_k²)."""
+    mu0, s0 = 0.0, 0.1
+    levels = [0.05, 0.1, 0.2]
+    agent = Agent(GaussianMixturePrior([[mu0]], [s0**2]), "gaussian", 0.1)
+    x = particle_chains(agent, torch.full((4000, 1), 0.5), 3, seed=2, levels=levels)[:, :, 0]
+    mean, var = 0.5, 0.0
+    for n, s in enumerate(levels):
+        ar = gaussian_chain_ar1(mu0, s0**2, s**2)
+        mean, var = float(ar.mean(1, mean)), float(ar.slope**2 * var + ar.noise_var)
+        assert _z(float(x[n + 1].mean()), mean, math.sqrt(var / 4000)) < 4.5
+        assert _z(float(x[n + 1].var()), var, var * math.sqrt(2 / 3999)) < 4.5

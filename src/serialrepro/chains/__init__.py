@@ -6,7 +6,10 @@ analysis of (human or simulated) chain data.
 * :mod:`.closed_form`  the Gaussian AR(1) closed forms of DESIGN §1 and their inversion
 * :mod:`.data`         loading and validating long-format chain tables
 * :mod:`.analysis`     convergence, stationary prior, AR(1) fits, maximum-likelihood σ
-* :mod:`.report`       the self-contained HTML report;  :mod:`.cli` the commands
+* :mod:`.simulate`     the validated YAML config of ``chains simulate`` and the run itself
+* :mod:`.report`       figures and the self-contained HTML report; :mod:`.outputs` writes
+                       tables, figures and reports (atomically, :mod:`.io`)
+* :mod:`.cli`          ``serialrepro chains simulate`` and ``serialrepro chains analyze``
 
 Monte-Carlo chains in continuous space live in :mod:`serialrepro.particles`.
 """
