@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -223,7 +224,15 @@ def make_prior(spec: str, space: GridSpace, mix: float | None = None) -> Tensor:
 
 
 def limit_distribution(family_limit: str, space: GridSpace) -> Tensor:
-    """p_F on a grid: uniform, or the normalised three-mode density without the mix."""
+    """p_F on a grid: uniform, or the normalised three-mode density without the mix.
+
+    Every kernel of a fade-to-fixed schedule needs it, so it is computed once per grid
+    (a fresh copy is returned: callers may modify it)."""
+    return _limit_distribution(family_limit, space).clone()
+
+
+@lru_cache(maxsize=8)
+def _limit_distribution(family_limit: str, space: GridSpace) -> Tensor:
     if family_limit == "uniform":
         return space.uniform()
     if family_limit == "three-modes":
