@@ -270,9 +270,9 @@ def fit_ar1(x: np.ndarray, x_next: np.ndarray, chain: np.ndarray, n_chains: int,
         rows["fixed_point"] = a / (1 - lam)
         rows["stationary_var"] = ve / (1 - lam**2)
     for rule in ("sample", "mean"):
-        inv = [invert_ar1(lam[b], a[b], ve[b], rule) for b in range(len(lam))]
-        rows[f"prior_var[{rule}]"] = np.array([p.prior_var for p in inv])
-        rows[f"perceptual_noise_var[{rule}]"] = np.array([p.noise_var for p in inv])
+        inv = invert_ar1(lam, a, ve, rule)
+        rows[f"prior_var[{rule}]"] = inv.prior_var
+        rows[f"perceptual_noise_var[{rule}]"] = inv.noise_var
     return _summary(rows, n_boot)
 
 
@@ -287,15 +287,27 @@ def _summary(rows: dict[str, np.ndarray], n_boot: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+#: elements per intermediate [B, K, N] array of the wrapped fit (bounds its memory)
+_WRAPPED_CHUNK = 1 << 22
+
+
 def _wrapped_fit(u: np.ndarray, v: np.ndarray, mu: np.ndarray, w: np.ndarray):
     """Slope through the origin and mean squared wrapped residual for each candidate
-    fixed point; mu [K], weights w [B, N] -> (λ [B, K], σ² [B, K])."""
-    a = wrap(u[None] - mu[:, None])  # [K, N]
-    b = wrap(v[None] - mu[:, None])
-    lam = (w @ (a * b).T) / np.maximum(w @ (a * a).T, 1e-300)  # [B, K]
-    r = wrap(b[None] - lam[..., None] * a[None])  # [B, K, N]
-    s2 = np.einsum("bn,bkn->bk", w, r * r) / w.sum(1, keepdims=True)
-    return lam, s2
+    fixed point; mu [K], weights w [B, N] -> (λ [B, K], σ² [B, K]). Candidates go in
+    chunks so that no intermediate array exceeds :data:`_WRAPPED_CHUNK` elements."""
+    b_, n = w.shape
+    step = max(1, _WRAPPED_CHUNK // max(1, b_ * n))
+    lam_out = np.empty((b_, len(mu)))
+    s2_out = np.empty((b_, len(mu)))
+    for k0 in range(0, len(mu), step):
+        m = mu[k0:k0 + step]
+        a = wrap(u[None] - m[:, None])  # [K, N]
+        b = wrap(v[None] - m[:, None])
+        lam = (w @ (a * b).T) / np.maximum(w @ (a * a).T, 1e-300)  # [B, K]
+        r = wrap(b[None] - lam[..., None] * a[None])  # [B, K, N]
+        lam_out[:, k0:k0 + step] = lam
+        s2_out[:, k0:k0 + step] = np.einsum("bn,bkn->bk", w, r * r) / w.sum(1, keepdims=True)
+    return lam_out, s2_out
 
 
 def fit_circular_ar1(u: np.ndarray, v: np.ndarray, chain: np.ndarray, n_chains: int,
@@ -315,12 +327,11 @@ def fit_circular_ar1(u: np.ndarray, v: np.ndarray, chain: np.ndarray, n_chains: 
     mu = float(wrap(res.x))
     w = _bootstrap_weights(n_chains, n_boot, seed)[:, chain]
     local = mu + np.linspace(-0.05, 0.05, 101)
-    lam_all, s2_all = [], []
-    for start in range(0, w.shape[0], 16):  # bootstrap in blocks bounds the [B, K, N] array
-        lam_b, s2_b = _wrapped_fit(u, v, local, w[start:start + 16])
-        lam_all.append(lam_b)
-        s2_all.append(s2_b)
-    lam_b, s2_b = np.vstack(lam_all), np.vstack(s2_all)
+    rows_per = max(1, _WRAPPED_CHUNK // max(1, len(local) * len(u)))
+    parts = [_wrapped_fit(u, v, local, w[s:s + rows_per])
+             for s in range(0, w.shape[0], rows_per)]  # blocks of replicates bound memory
+    lam_b = np.vstack([p[0] for p in parts])
+    s2_b = np.vstack([p[1] for p in parts])
     best = np.argmin(s2_b, axis=1)
     mu_b = wrap(local[best])
     lam_b = lam_b[np.arange(len(best)), best]
@@ -334,9 +345,9 @@ def fit_circular_ar1(u: np.ndarray, v: np.ndarray, chain: np.ndarray, n_chains: 
     with np.errstate(divide="ignore", invalid="ignore"):
         rows["stationary_var"] = ve / (1 - lam_b**2)
     for rule in ("sample", "mean"):
-        inv = [invert_ar1(lam_b[b], 0.0, ve[b], rule) for b in range(len(lam_b))]
-        rows[f"prior_var[{rule}]"] = np.array([p.prior_var for p in inv])
-        rows[f"perceptual_noise_var[{rule}]"] = np.array([p.noise_var for p in inv])
+        inv = invert_ar1(lam_b, 0.0, ve, rule)
+        rows[f"prior_var[{rule}]"] = inv.prior_var
+        rows[f"perceptual_noise_var[{rule}]"] = inv.noise_var
     return _summary(rows, n_boot)
 
 

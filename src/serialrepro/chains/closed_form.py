@@ -107,17 +107,17 @@ def stationary_var(prior_var: float, noise_var: float, rule: str = "sample") -> 
 
 @dataclass(frozen=True)
 class GaussianAgentParams:
-    """(μ0, s0², s²) implied by an AR(1) under one response rule."""
+    """(μ0, s0², s²) implied by an AR(1) under one response rule (floats, or arrays when
+    :func:`invert_ar1` is given arrays, e.g. bootstrap replicates)."""
 
     rule: str
-    mu0: float
-    prior_var: float
-    noise_var: float
+    mu0: float | np.ndarray
+    prior_var: float | np.ndarray
+    noise_var: float | np.ndarray
 
 
-def invert_ar1(slope: float, intercept: float, noise_var: float,
-               rule: str = "sample") -> GaussianAgentParams:
-    """Invert :func:`gaussian_chain_ar1` (no production noise):
+def invert_ar1(slope, intercept, noise_var, rule: str = "sample") -> GaussianAgentParams:
+    """Invert :func:`gaussian_chain_ar1` (no production noise), elementwise on arrays:
 
     μ0 = a / (1 − λ);  s² = Var e / (λ(1 + λ)) for ``sample``, Var e / λ² for ``mean``;
     and s0² = λ s² / (1 − λ) from λ = s0²/(s0² + s²). Needs 0 < λ < 1 and Var e > 0;
@@ -125,9 +125,16 @@ def invert_ar1(slope: float, intercept: float, noise_var: float,
     """
     if rule not in AR1_RULES:
         raise unknown_name("response rule", rule, AR1_RULES)
-    lam = float(slope)
-    if not (0 < lam < 1 and noise_var > 0):
-        nan = float("nan")
-        return GaussianAgentParams(rule, intercept / (1 - lam) if lam != 1 else nan, nan, nan)
-    s2 = noise_var / (lam * (1 + lam)) if rule == "sample" else noise_var / lam**2
-    return GaussianAgentParams(rule, intercept / (1 - lam), lam * s2 / (1 - lam), s2)
+    lam = np.asarray(slope, dtype=float)
+    a = np.asarray(intercept, dtype=float)
+    ve = np.asarray(noise_var, dtype=float)
+    ok = (lam > 0) & (lam < 1) & (ve > 0)
+    lam_ok = np.where(ok, lam, 0.5)  # any valid value; the result is masked below
+    s2 = ve / (lam_ok * (1 + lam_ok)) if rule == "sample" else ve / lam_ok**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu0 = np.where(lam != 1, a / (1 - lam), np.nan)
+    prior_var = np.where(ok, lam_ok * s2 / (1 - lam_ok), np.nan)
+    s2 = np.where(ok, s2, np.nan)
+    if lam.ndim == 0:
+        return GaussianAgentParams(rule, float(mu0), float(prior_var), float(s2))
+    return GaussianAgentParams(rule, mu0, prior_var, s2)

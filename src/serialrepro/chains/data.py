@@ -208,6 +208,12 @@ def load_chains(
     frame = frame[~bad].copy()
     frame[ITERATION] = frame[ITERATION].astype(np.int64)
     frame[KEY] = frame[CHAIN] if item is None else frame[CHAIN] + "/" + frame[ITEM]
+    if item is not None:
+        n_pairs = len(frame[[CHAIN, ITEM]].drop_duplicates())
+        if n_pairs != frame[KEY].nunique():
+            raise UserInputError("chain and item ids containing '/' make chain/item keys "
+                                 "ambiguous (e.g. 'a/b' + 'c' and 'a' + 'b/c'); the load "
+                                 "stopped: rename the ids")
 
     frame = _drop_duplicates(frame, value_cols, item is not None, report, strict)
     frame = frame.sort_values([KEY, ITERATION], kind="stable").reset_index(drop=True)

@@ -55,7 +55,7 @@ def support_log_posterior(
     yy = y.unsqueeze(-2)
     if circular:
         yy = z + wrap(yy - z)
-    loglik = family.log_prob(yy, z.expand_as(yy) if circular else z, sigma)
+    loglik = family.log_prob(yy, z, sigma)
     logw = support.log_weights.to(y) + loglik
     norm = torch.logsumexp(logw, dim=-1, keepdim=True)
     if not torch.isfinite(norm).all():
