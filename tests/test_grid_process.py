@@ -127,6 +127,8 @@ def test_gaussian_chain_follows_the_ar1_closed_form() -> None:
         assert abs(m_grid - mean) < 1e-9
         assert abs(v_grid - var) < 1e-9
     assert abs(mean - mu0) < 1e-6 and abs(var - s0**2) < 1e-8  # the closed form's own limit
+    # the grid chain itself has reached the stationary law N(μ0, s0²)
+    assert abs(m_grid - mu0) < 1e-6 and abs(v_grid - s0**2) < 1e-8
 
 
 def test_closed_form_variance_recursion_by_monte_carlo() -> None:
