@@ -161,3 +161,14 @@ def test_the_main_cli_has_the_chains_commands():
 
     res = runner.invoke(main_app, ["chains", "--help"])
     assert res.exit_code == 0 and "simulate" in res.output and "analyze" in res.output
+
+
+def test_shipped_example_configs_validate():
+    from importlib import resources
+
+    folder = resources.files("serialrepro.chains") / "configs"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
+    assert names == ["bimodal-1d.yaml", "gaussian-ar1.yaml", "hue-circular.yaml"]
+    for name in names:
+        cfg = load_config(str(folder / name))
+        assert cfg.chains.n_chains > 0
