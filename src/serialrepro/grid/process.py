@@ -80,12 +80,20 @@ def reproduce_transpose(
     return kernel.apply_t(w) if renoise else w
 
 
-def forward_marginals(data: Tensor, kernels: Sequence[GridKernel]) -> Tensor:
-    """q_0 = data, q_t = K_t q_{t−1}; returns the stack [q_0, …, q_T]."""
+def forward_marginals(
+    data: Tensor, kernels: Sequence[GridKernel],
+    callback: Callable[[int, GridKernel, Tensor, Tensor], None] | None = None,
+) -> Tensor:
+    """q_0 = data, q_t = K_t q_{t−1}; returns the stack [q_0, …, q_T].
+
+    ``callback(t, K_t, q_{t−1}, q_t)`` sees each step while its kernel is at hand (so
+    per-step quantities need no second pass over kernels that are rebuilt on use)."""
     out = [data]
-    for k in kernels:
+    for t, k in enumerate(kernels, start=1):
         # clamp as in posterior(): distributions stay non-negative on the FFT path too
         out.append(k.apply(out[-1]).clamp_min_(0.0))
+        if callback is not None:
+            callback(t, k, out[-2], out[-1])
     return torch.stack(out)
 
 
@@ -115,7 +123,10 @@ def _sampler(kernels, marginals, start, renoise, step, callback) -> Trajectory:
         states[t - 1] = r
         if callback is not None:
             callback(t - 1, r)
-    return Trajectory(torch.stack(states), [k.sigma for k in kernels], step)
+    # a KernelSchedule knows its levels without building (or rebuilding) a kernel
+    levels = getattr(kernels, "sigmas", None)
+    levels = list(levels) if levels is not None else [k.sigma for k in kernels]
+    return Trajectory(torch.stack(states), levels, step)
 
 
 def serial_reproduction_sampler(
@@ -216,11 +227,24 @@ def simulate(
     if tuple(data.shape) != space.shape:
         raise UserInputError(f"data shape {tuple(data.shape)} does not match grid {space.shape}")
     kernels = KernelSchedule(space, fam, sigmas, backend, device=data.device, dtype=data.dtype)
-    marginals = forward_marginals(data, kernels)
+    nd = space.dims
+    cond_entropy: list[float | None] = []
+    mutual_info: list[float | None] = []
+
+    def channel_information(t: int, k: GridKernel, prior: Tensor, pushed: Tensor) -> None:
+        # computed in the forward pass, while K_t is built anyway
+        if k.backend == "fft" and k.target is not None and space.size > INFO_MAX_POINTS:
+            cond_entropy.append(None)
+            mutual_info.append(None)
+            return
+        h, mi = scores.channel_information_bits(prior, pushed, k.column_entropy_bits(), nd)
+        cond_entropy.append(h)
+        mutual_info.append(mi)
+
+    marginals = forward_marginals(data, kernels, channel_information if info else None)
     if start is None:
         start = limit_distribution(fam.limit, space).to(data)
     traj = sampler(kernels, marginals, start, callback)
-    nd = space.dims
     T = len(kernels)
     renoise = step == "serial"
 
@@ -236,17 +260,8 @@ def simulate(
         complexity_bits=scores.complexity_bits(marginals, nd),
         stationarity=scores.stationarity_score(traj.states, pullback, T),
         seconds=0.0,
+        conditional_entropy_bits=cond_entropy,
+        mutual_information_bits=mutual_info,
     )
-    if info:
-        for t in range(1, T + 1):
-            k = kernels[t - 1]
-            if k.backend == "fft" and k.target is not None and space.size > INFO_MAX_POINTS:
-                result.conditional_entropy_bits.append(None)
-                result.mutual_information_bits.append(None)
-                continue
-            h, mi = scores.channel_information_bits(
-                marginals[t - 1], marginals[t], k.column_entropy_bits(), nd)
-            result.conditional_entropy_bits.append(h)
-            result.mutual_information_bits.append(mi)
     result.seconds = time.perf_counter() - t0
     return result
