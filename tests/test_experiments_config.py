@@ -277,3 +277,16 @@ def test_store_is_atomic_and_detects_unfinished_cells(tmp_path):
     assert not store.done("ghi")  # a torn or hand-edited file is recomputed
     (tmp_path / "cells" / "jkl.json").write_text(json.dumps({"key": "other"}))
     assert not store.done("jkl")
+
+
+def test_list_shows_experiments_families_priors_and_schedules():
+    from typer.testing import CliRunner
+
+    from serialrepro.cli import app
+
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    for name in (*REPRODUCE_ORDER, *FAMILIES, "swiss-roll", "three-modes", "image:PATH",
+                 "linear", "geometric", "cosine", "constant", "paper:H", "torus:N"):
+        assert name in result.output, name
+    assert "  7 cells (7 quick)  Figure 3" in result.output

@@ -83,7 +83,8 @@ class RunOutcome:
     headlines: dict[str, str]
 
 
-def run_fig4_section(out_dir: Path, quick: bool, seed: int) -> Fig4Section:
+def run_fig4_section(out_dir: Path, quick: bool, seed: int, progress: bool = False,
+                     ) -> Fig4Section:
     """Run the trained-model Figure 4 if ``serialrepro.models.fig4`` is importable."""
     preset = FIG4_PRESETS[bool(quick)]
     try:
@@ -94,7 +95,11 @@ def run_fig4_section(out_dir: Path, quick: bool, seed: int) -> Fig4Section:
                                              f"{exc.__class__.__name__}: {exc})")
     t0 = time.perf_counter()
     try:
-        res = run_fig4(out_dir / "fig4", preset=preset, seed=seed)
+        import inspect
+
+        extra = {"progress": progress} if "progress" in inspect.signature(
+            run_fig4).parameters else {}
+        res = run_fig4(out_dir / "fig4", preset=preset, seed=seed, **extra)
     except Exception as exc:  # the report must still say what happened
         return Fig4Section("failed", message=f"{exc.__class__.__name__}: {exc}",
                            seconds=time.perf_counter() - t0, preset=preset)
@@ -166,7 +171,7 @@ def run_experiments(
 
     fig4_section = None
     if fig4 is True:
-        fig4_section = run_fig4_section(out_dir, quick, seed)
+        fig4_section = run_fig4_section(out_dir, quick, seed, progress)
         timings["figure 4"] = fig4_section.seconds
     elif fig4 is False:
         fig4_section = Fig4Section("skipped")

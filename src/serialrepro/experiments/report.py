@@ -25,7 +25,8 @@ section.extension { border-left: 4px solid #c80; padding-left: 1em; }
 .banner { background: #fff4e0; border: 1px solid #c80; padding: .5em 1em; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .92em; color: #333; }
-.claim { color: #444; } .agree { color: #060; } .disagree { color: #a00; font-weight: bold; }
+.notes { white-space: pre-line; } .claim { color: #444; }
+.agree { color: #060; } .disagree { color: #a00; font-weight: bold; }
 table { border-collapse: collapse; font-size: .8em; margin: .5em 0; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th { background: #f3f3f3; } pre { background: #f7f7f7; padding: .8em; overflow-x: auto;
@@ -131,11 +132,11 @@ def _fig4(f: Fig4Section | None) -> str:
         out.append(f"<p class='disagree'><b>This run:</b> the Figure 4 run failed: "
                    f"{_e(f.message)}</p>")
     else:
-        out.append(f"<p><b>This run</b> (preset <code>{_e(f.preset)}</code>, "
+        out.append(f"<p class='notes'><b>This run</b> (preset <code>{_e(f.preset)}</code>, "
                    f"{f.seconds:.1f} s): {_e(f.notes)}</p>")
         if f.figure is not None and Path(f.figure).is_file():
-            out.append(f"<figure>{_img(f.figure)}<figcaption>Figure 4 reproduction: "
-                       f"{_e(f.notes)}</figcaption></figure>")
+            out.append(f"<figure>{_img(f.figure)}<figcaption>Figure 4 reproduction (FID "
+                       "against the number of sampling steps; notes above).</figcaption></figure>")
         if f.table is not None:
             out.append(f.table.to_html(index=False, float_format=lambda v: f"{v:.6g}",
                                        border=0, escape=True))
