@@ -102,6 +102,21 @@ def test_values_a_family_refuses_fail_at_expansion_before_running():
     bad = config(noise="bimodal")
     bad["sweeps"][0]["schedule"]["total_variance"] = 0.1
     assert "total_variance needs" in error_of(bad)
+    too_big = {**config(grid="torus:512"), "backend": "dense"}
+    assert "a dense kernel needs about 2560.0 GiB" in error_of(too_big)
+
+
+def test_an_image_prior_is_part_of_the_cell_key(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "img.png"
+    Image.new("L", (8, 8), 200).save(path)
+    data = config(prior=f"image:{path}")
+    first = expand(parse_config(data))[0]
+    Image.new("L", (8, 8), 100).save(path)
+    second = expand(parse_config(data))[0]
+    assert first.key != second.key  # same file name, new content: not a cached result
+    assert "image file" in error_of(config(prior=f"image:{tmp_path / 'missing.png'}"))
 
 
 def test_missing_and_inconsistent_keys():

@@ -45,7 +45,7 @@ from pydantic import (
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.experiments.schedules import SCHEDULE_KINDS, Schedule
 from serialrepro.families import get_family
-from serialrepro.grid.kernels import check_schedule, resolve_backend
+from serialrepro.grid.kernels import check_dense_fits, check_schedule, resolve_backend
 from serialrepro.grid.priors import PRIORS
 from serialrepro.grid.process import STEPS
 from serialrepro.grid.space import parse_grid
@@ -313,14 +313,19 @@ class Cell:
     figure: str = ""
     label: str = ""
     keep: bool = False
+    #: sha256 of an image prior's file, so an edited image is not served from the cache
+    prior_digest: str = ""
 
     def compute_spec(self) -> dict:
         """The fields the result depends on (the key is a hash of these)."""
-        return {
+        spec = {
             "format": CELL_FORMAT, "prior": self.prior, "grid": self.grid, "noise": self.noise,
             "step": self.step, "T": self.T, "sigmas": [float(s) for s in self.sigmas],
             "seed": self.seed, "backend": self.backend,
         }
+        if self.prior_digest:
+            spec["prior_sha256"] = self.prior_digest
+        return spec
 
     @property
     def key(self) -> str:
@@ -328,6 +333,12 @@ class Cell:
         round-trips exactly), so the same condition has the same key in every run."""
         text = json.dumps(self.compute_spec(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _prior_digest(prior: str) -> str:
+    if not prior.startswith("image:"):
+        return ""
+    return hashlib.sha256(Path(prior.removeprefix("image:")).read_bytes()).hexdigest()
 
 
 def _effective_axes(sweep: Sweep, quick: _Axes | None) -> dict:
@@ -360,6 +371,8 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
                 fam = get_family(noise)
                 levels = check_schedule(fam, sched.levels(T, fam.name))
                 backend = resolve_backend(space, config.backend)
+                if backend == "dense":
+                    check_dense_fits(space)  # a grid too large for memory fails now
             except UserInputError as exc:
                 raise UserInputError(
                     f"{config.name}: sweeps.{i} ({noise}, {sched.label}, T={T}, {grid}): {exc}"
@@ -368,7 +381,8 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
                 prior=prior, grid=space.label, noise=fam.name, step=step, T=int(T),
                 sigmas=tuple(levels), seed=int(seed), backend=backend, schedule=sched.label,
                 experiment=config.name, figure=sweep.figure or config.figure,
-                label=sweep.label or "", keep=config.keep_distributions))
+                label=sweep.label or "", keep=config.keep_distributions,
+                prior_digest=_prior_digest(prior)))
     return cells
 
 
