@@ -172,8 +172,10 @@ def test_from_image_round_trip(tmp_path: Path) -> None:
     p = from_image(space, _png(tmp_path / "noise.png", img))
     want = torch.from_numpy(np.flipud(img).T.astype(np.float64).copy())
     assert torch.allclose(p, want / want.sum(), rtol=1e-12, atol=0)
-    # make_prior's image:PATH spec is the same density
-    assert torch.equal(make_prior(f"image:{tmp_path / 'noise.png'}", space), p)
+    # make_prior's image:PATH spec is the same density with the paper's 0.1 uniform data mix
+    assert torch.allclose(make_prior(f"image:{tmp_path / 'noise.png'}", space),
+                          0.9 * p + 0.1 / space.size, rtol=1e-12, atol=0)
+    assert torch.equal(make_prior(f"image:{tmp_path / 'noise.png'}", space, mix=0.0), p)
 
 
 def test_bad_images(tmp_path: Path) -> None:

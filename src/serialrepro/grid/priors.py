@@ -213,14 +213,17 @@ PRIORS: dict[str, PriorFactory] = {
 def make_prior(spec: str, space: GridSpace, mix: float | None = None) -> Tensor:
     """A named prior (``swiss-roll``, ``three-modes``) or ``image:PATH``.
 
-    Named priors default to the paper's 0.1 uniform mix; images to none.
+    Every prior used as data defaults to the paper's 0.1 uniform mix, images included:
+    a density with exact zeros makes K q vanish where the sampler can still put mass,
+    and the Bayes reconstruction then has nothing to map that mass to.
     """
     spec = str(spec)
+    mix = DATA_MIX if mix is None else mix
     if spec.startswith("image:"):
-        return from_image(space, spec.removeprefix("image:"), mix=0.0 if mix is None else mix)
+        return from_image(space, spec.removeprefix("image:"), mix=mix)
     if spec not in PRIORS:
         raise unknown_name("prior", spec, [*PRIORS, "image:PATH"])
-    return PRIORS[spec](space, mix=DATA_MIX if mix is None else mix)
+    return PRIORS[spec](space, mix=mix)
 
 
 def limit_distribution(family_limit: str, space: GridSpace) -> Tensor:
