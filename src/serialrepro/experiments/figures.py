@@ -335,7 +335,7 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
     ncols = min(2, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
-    findings, spreads, ok_all = [], [], True
+    findings, spreads, n_fall, n_curves = [], [], 0, 0
     for ax, ((prior, step), sub) in zip(axes.flat, panels, strict=False):
         for i, fam in enumerate(f for f in ALL_FAMILIES if f in set(sub["noise"])):
             s = sub[sub["noise"] == fam].sort_values("T")
@@ -351,7 +351,8 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
         spreads.append((f"{prior}, {step}", spread_all, spread_std))
         Tmin, Tmax = piv.index.min(), piv.index.max()
         falls = [f for f in piv.columns if piv.loc[Tmax, f] < piv.loc[Tmin, f]]
-        ok_all &= len(falls) == len(piv.columns)
+        n_fall += len(falls)
+        n_curves += len(piv.columns)
         lo, hi = piv.loc[Tmax].idxmin(), piv.loc[Tmax].idxmax()
         findings.append(
             f"{prior}, {step} step: at T={Tmax} kl ranges from {_fmt(piv.loc[Tmax, lo])} "
@@ -393,9 +394,13 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
         std = sub[sub["noise"].isin(STD_FAMILIES)]["kl_bits"]
         spans.append(f"{prior}/{step} {_fmt(std.min(), 2)}–{_fmt(std.max(), 2)} "
                      f"(all eight {_fmt(sub['kl_bits'].min(), 2)}–{_fmt(sub['kl_bits'].max(), 2)})")
-    headline = (f"kl at T={Tmax} of the four std-parameterised families, in bits: "
-                + "; ".join(spans))
-    return items, headline, ok_all
+    Tmin = int(df["T"].min())
+    headline = (f"kl falls from T={Tmin} to T={Tmax} for {n_fall} of {n_curves} family curves "
+                f"(families × priors × steps); kl at T={Tmax} of the four std-parameterised "
+                "families, in bits: " + "; ".join(spans))
+    # judged on the claim every family shares (kl falls with graduality); how much the
+    # families differ is shown in numbers, not judged against a threshold
+    return items, headline, n_fall == n_curves
 
 
 # -- schedules at equal total noise (extension) ---------------------------------------

@@ -80,9 +80,14 @@ def _img(path: Path) -> str:
     return f'<img alt="{_e(Path(path).name)}" src="data:image/png;base64,{data}">'
 
 
-def _verdict(ok: bool | None) -> str:
+def _verdict(ok: bool | None, extension: bool = False) -> str:
+    """A visible tag: does this run's result agree with the paper's claim? Extensions ask
+    the paper's question of new conditions, so their tag says whether the claim holds."""
     if ok is None:
         return ""
+    if extension:
+        return ('<span class="agree">[the paper\'s claim holds here]</span> ' if ok else
+                '<span class="disagree">[the paper\'s claim does not hold here]</span> ')
     return ('<span class="agree">[agrees with the paper]</span> ' if ok else
             '<span class="disagree">[disagrees with the paper]</span> ')
 
@@ -109,7 +114,8 @@ def _section(sec: ExperimentSection) -> str:
     if cfg.description:
         out.append(f"<p><b>Setting:</b> {_e(cfg.description)}</p>")
     if figs.headline:
-        out.append(f"<p><b>This run:</b> {_verdict(figs.agrees)}{_e(figs.headline)}</p>")
+        verdict = _verdict(figs.agrees, cfg.section == "extension")
+        out.append(f"<p><b>This run:</b> {verdict}{_e(figs.headline)}</p>")
     for item in figs.items:
         out.append(_figure(item, cfg.claim))
     out.append(f"<details><summary>Numbers ({len(sec.rows)} rows, experiment "
@@ -168,9 +174,10 @@ def render_report(inp: ReportInputs) -> str:
     parts.append("<h2>Summary</h2><ul>")
     for s in inp.sections:
         if s.figures.headline:
-            tag = " (extension)" if s.config.section == "extension" else ""
+            is_ext = s.config.section == "extension"
+            tag = " (extension)" if is_ext else ""
             parts.append(f"<li><a href='#{_e(s.config.name)}'>{_e(s.config.title)}</a>{tag}: "
-                         f"{_verdict(s.figures.agrees)}{_e(s.figures.headline)}</li>")
+                         f"{_verdict(s.figures.agrees, is_ext)}{_e(s.figures.headline)}</li>")
     total = inp.timings.get("total", 0.0)
     parts.append(f"</ul><p>Total wall time {total:.1f} s.</p>")
     for note in inp.notes:
