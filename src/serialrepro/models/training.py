@@ -126,7 +126,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     saved = run_dir / CONFIG_FILE
     if saved.exists():
         old = json.loads(saved.read_text())
-        mine = asdict(config)
+        mine = json.loads(json.dumps(asdict(config)))  # tuples become lists, as saved
         diff = [k for k in mine if k != "steps" and old.get(k) != mine[k]]
         if diff:
             raise UserInputError(f"{run_dir} holds a run with different {', '.join(diff)}; use a"

@@ -1,0 +1,123 @@
+"""End to end through the command line: train, sample, evaluate on a toy; fig4 quick; bad
+inputs give one-line errors listing the valid choices (exit code 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP barrier waits on a shared 2-core box."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """Run ``serialrepro ARGS`` in-process through the console entry point (exit codes and
+    the one-line error handling included), returning what a subprocess would."""
+    import contextlib
+    import io
+
+    from serialrepro.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["serialrepro", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def test_module_entry_point_in_a_subprocess():
+    r = subprocess.run([sys.executable, "-m", "serialrepro", "train", "--run-dir", "x",
+                        "--family", "pink"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 2 and "unknown tensor noise family 'pink'" in r.stderr
+
+
+def test_train_sample_evaluate_on_a_toy(tmp_path):
+    run_dir = tmp_path / "run"
+    r = run("train", "--run-dir", str(run_dir), "--dataset", "two-moons", "--family", "laplace",
+            "--timesteps", "50", "--steps", "200", "--width", "32", "--batch-size", "128",
+            "--device", "cpu", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "trained 200 steps" in r.stdout
+    assert json.loads((run_dir / "config.json").read_text())["family"] == "laplace"
+    out = tmp_path / "s.npz"
+    r = run("sample", "--run-dir", str(run_dir), "--out", str(out), "--n", "300",
+            "--sampler", "ddim", "--stride", "5", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    x = np.load(out)["samples"]
+    assert x.shape == (300, 2) and np.isfinite(x).all()
+    r = run("evaluate", "--run-dir", str(run_dir), "--samples", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    scores = json.loads(r.stdout)
+    assert scores["n_samples"] == 300
+    assert set(scores) >= {"energy_distance", "mmd", "sliced_wasserstein", "grid_kl_bits"}
+    # resuming with more steps continues the same run
+    r = run("train", "--run-dir", str(run_dir), "--dataset", "two-moons", "--family",
+            "laplace", "--timesteps", "50", "--steps", "210", "--width", "32",
+            "--batch-size", "128", "--device", "cpu", "--no-progress")
+    assert r.returncode == 0 and "trained 210 steps" in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--run-dir", "X", "--family", "pink"], "valid choices: blur, fade-uniform"),
+    (["train", "--run-dir", "X", "--schedule", "quad"], "valid choices: cosine, linear"),
+    (["train", "--run-dir", "X", "--dataset", "cifar"], "valid choices: checkerboard, digits"),
+    (["train", "--run-dir", "X", "--dataset", "mnist", "--data-dir", "EMPTY"],
+     "train-images-idx3-ubyte.gz"),
+    (["sample", "--run-dir", "NOPE", "--out", "s.npz"], "is not a trained run"),
+    (["fig4", "--out", "X", "--preset", "huge"], "valid choices: digits-cpu, mnist-gpu, quick"),
+])
+def test_bad_inputs_give_one_line_errors(tmp_path, args, needle):
+    (tmp_path / "EMPTY").mkdir()
+    args = [str(tmp_path / a) if a in ("X", "NOPE", "EMPTY", "s.npz") else a for a in args]
+    r = run(*args)
+    assert r.returncode == 2
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sampler_name_error(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run("train", "--run-dir", str(run_dir), "--timesteps", "10", "--steps", "2",
+               "--width", "8", "--device", "cpu", "--no-progress").returncode == 0
+    r = run("sample", "--run-dir", str(run_dir), "--out", str(tmp_path / "s.npz"),
+            "--sampler", "euler")
+    assert r.returncode == 2 and "cold, ddim, ddpm, reproduction" in r.stderr
+
+
+def test_fig4_quick_end_to_end_and_resume(tmp_path):
+    from serialrepro.models.fig4 import run_fig4
+
+    out = tmp_path / "fig4"
+    res = run_fig4(out, preset="quick", seed=0, progress=False, device="cpu")
+    assert set(res.table.columns) >= {"dataset", "family", "sampler", "stride", "steps", "fid",
+                                      "kid", "n_samples"}
+    assert res.table["steps"].tolist() == [50, 100] and res.figure.exists()
+    assert (out / "fig4.parquet").exists() and (out / "fig4.csv").exists()
+    assert "biased" in res.notes  # 128 samples: the FID-stability warning is reported
+    # resumable: a second run reads the finished cells instead of recomputing them
+    cell = next((out / "digits" / "gaussian" / "cells").glob("*.json"))
+    before = cell.stat().st_mtime_ns
+    again = run_fig4(out, preset="quick", seed=0, progress=False, device="cpu")
+    assert cell.stat().st_mtime_ns == before
+    assert again.table["fid"].tolist() == res.table["fid"].tolist()
