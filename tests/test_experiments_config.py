@@ -305,3 +305,29 @@ def test_list_shows_experiments_families_priors_and_schedules():
                  "linear", "geometric", "cosine", "constant", "paper:H", "torus:N"):
         assert name in result.output, name
     assert "  7 cells (7 quick)  Figure 3" in result.output
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_resolved_config_is_a_config_with_the_same_cells(quick, tmp_path):
+    from serialrepro.experiments.config import load_configs, resolved_dict
+
+    configs = reproduce_configs()
+    path = tmp_path / "config.resolved.yaml"
+    path.write_text(yaml.safe_dump({"experiments": [resolved_dict(c, quick) for c in configs]},
+                                   allow_unicode=True))
+    again = load_configs(path)
+    assert [c.name for c in again] == [c.name for c in configs]
+    for original, resolved in zip(configs, again, strict=True):
+        a, b = expand(original, quick=quick), expand(resolved)
+        assert [c.key for c in a] == [c.key for c in b]
+        assert [(c.figure, c.label, c.schedule) for c in a] == [
+            (c.figure, c.label, c.schedule) for c in b]
+
+
+def test_multi_experiment_file_errors_name_the_experiment(tmp_path):
+    from serialrepro.experiments.config import load_configs
+
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump({"experiments": [config(), {**config(), "nme": "x"}]}))
+    with pytest.raises(UserInputError, match=r"\(experiments\.1\): nme: unknown key"):
+        load_configs(path)

@@ -59,22 +59,23 @@ def reproduce_command(
                    err=True)
 
 
-def _resolve_config(config: str):
+def _resolve_configs(config: str):
     from serialrepro.experiments.catalog import shipped_config, shipped_names
-    from serialrepro.experiments.config import load_config
+    from serialrepro.experiments.config import load_configs
 
     path = Path(config)
     if path.is_file():
-        return load_config(path)
+        return load_configs(path)
     if config in shipped_names():
-        return shipped_config(config)
+        return [shipped_config(config)]
     raise UserInputError(f"config {config!r} is neither a file nor a shipped experiment; "
                          f"shipped: {', '.join(shipped_names())}")
 
 
 def run_command(
-    config: str = typer.Argument(..., help="a YAML config file, or a shipped experiment name "
-                                 "(see `serialrepro list`)"),
+    config: str = typer.Argument(..., help="a YAML config file (one experiment, or a list "
+                                 "under 'experiments:' as in config.resolved.yaml), or a "
+                                 "shipped experiment name (see `serialrepro list`)"),
     out: Path | None = typer.Option(None, "--out", help="results folder (default "
                                     "results/<experiment name>); re-running resumes it"),
     workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
@@ -86,11 +87,13 @@ def run_command(
     """Run a sweep from a config: resumable cells, table, figures and an HTML report."""
     from serialrepro.experiments.pipeline import python_argv, run_experiments
 
-    cfg = _resolve_config(config)
-    out_dir = out if out is not None else Path("results") / cfg.name
-    outcome = run_experiments([cfg], out_dir, quick=quick, workers=workers, scheduler=scheduler,
-                              progress=not no_progress, fig4=None, seed=cfg.seed,
-                              argv=python_argv(), title=cfg.title or cfg.name, threads=threads)
+    cfgs = _resolve_configs(config)
+    name = cfgs[0].name if len(cfgs) == 1 else Path(config).stem
+    out_dir = out if out is not None else Path("results") / name
+    title = cfgs[0].title or name if len(cfgs) == 1 else None
+    outcome = run_experiments(cfgs, out_dir, quick=quick, workers=workers, scheduler=scheduler,
+                              progress=not no_progress, fig4=None, seed=cfgs[0].seed,
+                              argv=python_argv(), title=title, threads=threads)
     _finish(outcome, quiet=False)
 
 

@@ -487,31 +487,61 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
         raise UserInputError(format_validation_error(exc, source)) from None
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML config file (``yaml.safe_load``: files are untrusted)."""
+def _read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserInputError(f"config file {str(path)!r} is not valid YAML: {first}") from None
-    return parse_config(data, str(path))
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML config file (``yaml.safe_load``: files are untrusted)."""
+    return parse_config(_read_yaml(path), str(path))
+
+
+def load_configs(path: str | Path) -> list[ExperimentConfig]:
+    """One experiment, or several under a top-level ``experiments:`` list (the format of
+    ``config.resolved.yaml``, so a results folder's resolved config runs again as is)."""
+    data = _read_yaml(path)
+    if isinstance(data, dict) and set(data) == {"experiments"}:
+        items = data["experiments"]
+        if not isinstance(items, list) or not items:
+            raise UserInputError(f"invalid config {str(path)}: experiments: give a non-empty "
+                                 "list of experiments")
+        return [parse_config(item, f"{path} (experiments.{i})") for i, item in enumerate(items)]
+    return [parse_config(data, str(path))]
+
+
+def _schedule_dict(s: Schedule) -> dict:
+    out: dict[str, Any] = {"kind": s.kind}
+    if s.kind == "constant":
+        out["value"] = s.value
+    else:
+        out["start"], out["end"] = s.start, s.end
+    if s.total_variance is not None:
+        out["total_variance"] = s.total_variance
+    if s.match_std:
+        out["match_std"] = True
+    return out
 
 
 def resolved_dict(config: ExperimentConfig, quick: bool = False) -> dict:
-    """The config as it will run: defaults filled, the quick override applied, ranges
-    expanded into lists (what ``config.resolved.yaml`` holds)."""
+    """The config as it runs, itself a valid config: defaults filled in, the quick
+    override applied, ranges expanded into lists (what ``config.resolved.yaml`` holds).
+    Validating it again gives the same cells, with the same keys."""
     out = config.model_dump(mode="json", exclude={"quick", "sweeps"})
-    out["quick"] = quick
     sweeps = []
     for sweep in config.sweeps:
         axes = _effective_axes(sweep, config.quick if quick else None)
-        block = {"figure": sweep.figure or config.figure, "label": sweep.label or ""}
+        block: dict[str, Any] = {"figure": sweep.figure or config.figure,
+                                 "label": sweep.label or ""}
         for k in ("prior", "grid", "noise", "step"):
             block[k] = _as_list(axes[k])
-        block["schedule"] = [s.label for spec in _as_list(axes["schedule"])
+        block["schedule"] = [_schedule_dict(s) for spec in _as_list(axes["schedule"])
                              for s in spec.expand()]
         block["seed"] = _as_list(axes["seed"]) if axes["seed"] is not None else [config.seed]
         block["T"] = _as_list(axes["T"])

@@ -134,7 +134,10 @@ def run_experiments(
     store = CellStore(out_dir / "cells")
 
     resolved = {"experiments": [resolved_dict(c, quick) for c in configs]}
-    resolved_text = yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, width=100)
+    resolved_text = (
+        "# The experiments exactly as they ran" + (" (--quick overrides applied)" if quick else "")
+        + "; `serialrepro run` accepts this file.\n"
+        + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, width=100))
     atomic_write_text(out_dir / "config.resolved.yaml", resolved_text)
     provenance = {
         "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
