@@ -103,6 +103,8 @@ def test_quick_table_has_the_figures_rows(quick_run):
     assert list(table.columns[: len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS
     csv = pd.read_csv(out / "scores.csv")
     assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
+    numeric = [c for c in table.columns if table[c].dtype.kind in "fi"]
+    pd.testing.assert_frame_equal(csv[numeric], table[numeric], check_exact=True)
     by = table.groupby("experiment")
     assert set(by.groups) == {"fig2", "fig3", "figS2", "figS3-S4", "figS5", "ext-families",
                               "ext-schedules", "ext-resolution"}

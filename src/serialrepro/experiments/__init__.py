@@ -1,0 +1,15 @@
+"""Experiments: the paper's figures and more, as validated configs run as resumable sweeps.
+
+* :mod:`~serialrepro.experiments.config` — the config schema (pydantic, strict), sweep
+  expansion into :class:`~serialrepro.experiments.config.Cell` objects with stable keys;
+* :mod:`~serialrepro.experiments.schedules` — schedule shapes, equal total noise, equal
+  per-step standard deviation across families;
+* :mod:`~serialrepro.experiments.runner` — one cell's computation and the executors
+  (in-process, process pool, Dask) with a progress bar;
+* :mod:`~serialrepro.experiments.store` — atomic per-cell result files (resume);
+* :mod:`~serialrepro.experiments.results` — the tidy table (Parquet + CSV);
+* :mod:`~serialrepro.experiments.figures` and :mod:`~serialrepro.experiments.report` —
+  figures with captions computed from the numbers, and the self-contained HTML report;
+* :mod:`~serialrepro.experiments.pipeline` — configs → results folder;
+* ``configs/*.yaml`` — the shipped experiments (``serialrepro list``).
+"""

@@ -62,5 +62,5 @@ def write_table(table: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
     pq = out_dir / "scores.parquet"
     csv = out_dir / "scores.csv"
     atomic_write_with(pq, lambda buf: table.to_parquet(buf, index=False))
-    atomic_write_text(csv, table.to_csv(index=False, float_format="%.10g"))
+    atomic_write_text(csv, table.to_csv(index=False))  # full precision: round-trips
     return pq, csv
