@@ -92,3 +92,14 @@ def test_killed_sweep_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert (again.stats.cached, again.stats.computed) == (N_CELLS, 0)
     pd.testing.assert_frame_equal(pd.read_parquet(again.table_path), resumed)
     assert finished(cells) == after
+
+
+def test_progress_bar_shows_cells_done_rate_and_eta(tmp_path, capfd):
+    tiny = parse_config({"name": "tiny", "sweeps": [{
+        "T": [2, 3, 4], "grid": "paper:0.1",
+        "schedule": {"kind": "linear", "start": 0.01, "end": 0.05}}]})
+    run_experiments([tiny], tmp_path, progress=True)
+    err = capfd.readouterr().err
+    assert "3/3 cells (0 cached)" in err and "cells/s" in err and "ETA" in err
+    run_experiments([tiny], tmp_path, progress=True)
+    assert "3/3 cells (3 cached) 0.00 cells/s" in capfd.readouterr().err
