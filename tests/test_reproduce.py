@@ -208,3 +208,46 @@ def test_figure4_section_says_plainly_when_support_is_absent(tmp_path, monkeypat
     outcome = run_experiments([_tiny_config()], tmp_path / "b", progress=False, fig4=True)
     html_text = outcome.report_path.read_text(encoding="utf-8")
     assert "the Figure 4 run failed: RuntimeError: no MNIST files" in html_text
+
+
+def test_captions_are_computed_from_the_numbers_and_flag_disagreement(tmp_path):
+    """Synthetic tables: a falling and a rising kl give opposite verdicts and sentences."""
+    from serialrepro.experiments.figures import experiment_figures, golden_deviation
+
+    def table(kl, complexity, grid="torus:16"):
+        Ts = [2, 6, 24]
+        return pd.DataFrame({
+            "experiment": "tiny", "figure": "", "prior": "swiss-roll", "noise": "gaussian",
+            "step": "serial", "T": Ts, "sigma_start": 0.01, "sigma_end": 0.05, "grid": grid,
+            "kl_bits": kl, "jsd_bits": 0.0, "complexity_bits": complexity,
+            "stationarity": 0.0, "seconds": 1.0, "label": "", "schedule": "linear",
+            "sigma_sq_sum": 0.0, "seed": 0, "backend": "fft", "cell": ["a", "b", "c"]})
+
+    cfg = _tiny_config()
+    falling = table([0.5, 0.2, 0.3], [0.6, 0.1, 0.01])
+    figs = experiment_figures(cfg, falling, falling, None, tmp_path)
+    assert figs.agrees is True
+    assert "kl falls from 0.5 at T=2 to 0.3 at T=24 (lowest 0.2 at T=6)" in figs.items[0].finding
+    assert "Spearman ρ(kl, complexity) = 0.5" in figs.items[0].finding
+    rising = table([0.1, 0.2, 0.4], [0.6, 0.1, 0.01])
+    figs = experiment_figures(cfg, rising, rising, None, tmp_path)
+    assert figs.agrees is False
+    assert "kl rises from 0.1 at T=2 to 0.4 at T=24" in figs.items[0].finding
+    assert "Spearman ρ(kl, complexity) = -1" in figs.items[0].finding
+    assert figs.items[0].path.read_bytes().startswith(PNG_MAGIC)
+
+    golden = pd.DataFrame({"experiment": "fig3", "grid": "paper:0.04", "noise": "gaussian",
+                           "step": "serial", "T": [2, 100],
+                           "kl_bits": [GOLDEN[2][0] + 3e-5, GOLDEN[100][0]],
+                           "jsd_bits": [GOLDEN[2][1], GOLDEN[100][1]],
+                           "complexity_bits": [GOLDEN[2][2], GOLDEN[100][2]],
+                           "stationarity": [GOLDEN[2][3], GOLDEN[100][3]]})
+    dev = golden_deviation(golden)
+    assert dev["kl_bits"] == pytest.approx(3e-5) and dev["jsd_bits"] == 0.0
+    fig3 = parse_config({"name": "fig3", "sweeps": [{"T": 2, "schedule": {
+        "kind": "linear", "start": 0.01, "end": 0.05}}]})
+    rows = golden.assign(figure="3", prior="swiss-roll", label="", schedule="linear", seed=0,
+                         cell=["a", "b"])
+    figs = experiment_figures(fig3, rows, rows, None, tmp_path)
+    assert figs.agrees is False
+    assert "NOT within 1e-05 of the golden values" in figs.items[0].finding
