@@ -24,6 +24,9 @@ def test_toys_are_seeded_2d_point_clouds(name):
     assert torch.equal(a.train, b.train) and not torch.equal(a.train, c.train)
     assert not a.is_image and a.clip_sample is None
     assert 0.3 < a.train.std(0).min() and a.train.abs().max() < 4  # roughly unit spread
+    # the training points do not depend on the size of the held-out set
+    assert torch.equal(load_dataset(name, seed=1, n_train=300, n_test=999).train, a.train)
+    assert not torch.equal(a.test, a.train[:50])
 
 
 def test_checkerboard_lives_on_black_squares():

@@ -18,6 +18,7 @@ from serialrepro.errors import UserInputError, unknown_name
 
 IMAGE_SETS = ("digits", "mnist", "fashion-mnist")
 DATASETS = (*TOYS, *IMAGE_SETS)
+_TEST_STREAM = 2**31  # seed offset of the toys' held-out stream
 
 
 @dataclass
@@ -52,14 +53,16 @@ def load_dataset(name: str, seed: int = 0, n_train: int = 20000, n_test: int = 5
                  data_dir: str | Path | None = None, test_fraction: float = 0.3) -> Dataset:
     """Load a data set by name.
 
-    Toys draw ``n_train`` + ``n_test`` points from ``seed``; digits is split at random
-    (``test_fraction`` held out, seeded); MNIST-like sets use their official splits and
-    need ``data_dir``.
+    Toys draw ``n_train`` points from ``seed`` and ``n_test`` from an independent stream;
+    digits is split at random (``test_fraction`` held out, seeded); MNIST-like sets use
+    their official splits and need ``data_dir``.
     """
     if name in TOYS:
-        g = torch.Generator().manual_seed(seed)
-        x = TOYS[name](n_train + n_test, g)
-        return Dataset(name, x[:n_train], x[n_train:])
+        # separate streams, so the training points do not depend on how many test points
+        # are asked for (evaluation may want more than training held out)
+        train = TOYS[name](n_train, torch.Generator().manual_seed(seed))
+        test = TOYS[name](n_test, torch.Generator().manual_seed(seed + _TEST_STREAM))
+        return Dataset(name, train, test)
     if name == "digits":
         x, y = load_digits_images()
         perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))

@@ -51,6 +51,7 @@ class Diffusion:
         self.timesteps = schedule.timesteps  # ascending, training-schedule indices
         self._index = torch.full((schedule.num_train_timesteps,), -1, dtype=torch.long)
         self._index[self.timesteps] = torch.arange(schedule.num_steps)
+        self._index_list = self._index.tolist()  # fast path for the samplers' int timesteps
         self._cache: dict[tuple[torch.dtype, torch.device], dict[str, Tensor]] = {}
 
     @classmethod
@@ -88,7 +89,10 @@ class Diffusion:
         return idx
 
     def _at(self, name: str, t: Tensor | int, like: Tensor) -> Tensor:
-        return self._tables(like)[name][self.index_of(t).to(like.device)]
+        table = self._tables(like)[name]
+        if isinstance(t, int) and 0 <= t < len(self._index_list) and self._index_list[t] >= 0:
+            return table[self._index_list[t]]  # one timestep for the batch (sampling)
+        return table[self.index_of(t).to(like.device)]
 
     # -- forward process --------------------------------------------------------------
     def q_sample(self, x0: Tensor, t: Tensor | int, noise: Tensor) -> Tensor:
