@@ -178,6 +178,14 @@ def render_report(inp: ReportInputs) -> str:
             tag = " (extension)" if is_ext else ""
             parts.append(f"<li><a href='#{_e(s.config.name)}'>{_e(s.config.title)}</a>{tag}: "
                          f"{_verdict(s.figures.agrees, is_ext)}{_e(s.figures.headline)}</li>")
+    if inp.fig4 is not None:
+        f = inp.fig4
+        line = {"skipped": "skipped (--skip-fig4)",
+                "absent": "not reproduced: trained-model support is absent",
+                "failed": f"the run failed: {f.message}"}.get(
+            f.status, (f.notes.splitlines() or [""])[0])
+        parts.append(f"<li><a href='#fig4'>Figure 4: FID against sampling steps</a>: "
+                     f"{_e(line)}</li>")
     total = inp.timings.get("total", 0.0)
     parts.append(f"</ul><p>Total wall time {total:.1f} s.</p>")
     for note in inp.notes:
