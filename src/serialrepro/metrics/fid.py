@@ -39,6 +39,15 @@ class FeatureClassifier(nn.Module):
         )
         self.head = nn.Linear(2 * width, num_classes)
         self.num_features = 2 * width
+        self.register_buffer("feature_mean", torch.zeros(2 * width))
+        self.register_buffer("feature_std", torch.ones(2 * width))
+
+    @torch.no_grad()
+    def set_feature_scale(self, x: Tensor) -> None:
+        """Record the mean and std of the features of ``x`` (the training images)."""
+        f = torch.cat([self.features(x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
+        self.feature_mean.copy_(f.mean(0))
+        self.feature_std.copy_(f.std(0).clamp(min=1e-6))
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -48,7 +57,13 @@ class FeatureClassifier(nn.Module):
 
 
 class FeatureExtractor(nn.Module):
-    """The classifier's penultimate features, in the form torchmetrics expects."""
+    """The classifier's penultimate features, in the form torchmetrics expects.
+
+    Features are standardised with the classifier's ``feature_mean``/``feature_std`` (taken
+    on its training images): a fixed affine map, so FID stays a distance between the same
+    two feature distributions, while KID's polynomial kernel (x·y/d + 1)³ sees unit-scale
+    features, as it assumes.
+    """
 
     def __init__(self, classifier: FeatureClassifier) -> None:
         super().__init__()
@@ -56,7 +71,8 @@ class FeatureExtractor(nn.Module):
         self.num_features = classifier.num_features
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier.features(x.float())
+        c = self.classifier
+        return (c.features(x.float()) - c.feature_mean) / c.feature_std
 
     def train(self, mode: bool = True) -> FeatureExtractor:
         # torchmetrics toggles train mode on its children; the feature network stays fixed
@@ -85,7 +101,8 @@ def train_classifier(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return net.eval()
+    net.eval().set_feature_scale(x)
+    return net
 
 
 @torch.no_grad()
