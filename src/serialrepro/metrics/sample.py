@@ -69,7 +69,11 @@ def histogram2d(x: Tensor, bins: int, lo: float, hi: float) -> Tensor:
 
 def grid_kl_bits(samples: Tensor, data: Tensor, bins: int = 32,
                  bounds: tuple[float, float] | None = None) -> float:
-    """KL(samples ‖ data) in bits between 2-D histograms on a shared square grid."""
+    """KL(samples ‖ data) in bits between 2-D histograms on a shared square grid.
+
+    With the engine's ε = 2.2e-16, sample mass in a cell the data leave empty costs about
+    52 bits per unit mass: pick ``bins`` so the held-out data cover their support.
+    """
     if samples.shape[-1] != 2 or data.shape[-1] != 2:
         raise ValueError("grid KL is defined for 2-D points [n, 2]")
     if bounds is None:
