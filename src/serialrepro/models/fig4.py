@@ -3,7 +3,7 @@
 Marjieh et al. (2023) train a DDPM on MNIST (T = 1000) and sample it with strides
 k = 1..20, i.e. ⌊1000/k⌋ steps; FID worsens as the steps fall (DESIGN §2 lists their
 numbers). :func:`run_fig4` trains one T = 1000 model per (data set, family), samples every
-stride with the family's sampler, scores each sample set with FID/KID against held-out real
+stride with each of the family's samplers, scores each sample set with FID/KID against held-out real
 images (features of a classifier trained locally, cached in the run directory) and writes a
 table (Parquet + CSV) and a PNG figure. Every cell (one stride of one model) is written
 atomically as JSON, models checkpoint while training, so an interrupted run resumes where
@@ -44,8 +44,8 @@ class Fig4Preset:
 
     name: str
     datasets: tuple[str, ...]
-    #: family -> sampler used for it
-    samplers: dict[str, str]
+    #: family -> the samplers run on its model
+    samplers: dict[str, tuple[str, ...]]
     strides: tuple[int, ...]
     train_steps: int
     batch_size: int = 128
@@ -65,16 +65,18 @@ class Fig4Preset:
 
 PRESETS: dict[str, Fig4Preset] = {
     "quick": Fig4Preset(
-        "quick", ("digits",), {"gaussian": "ddpm"}, strides=(10, 20), train_steps=150,
+        "quick", ("digits",), {"gaussian": ("ddpm",)}, strides=(10, 20), train_steps=150,
         denoiser_options={"base": 8, "channel_mults": (1, 2)}, n_samples=128,
         classifier_steps=60, cpu_threads=1),
     "digits-cpu": Fig4Preset(
-        "digits-cpu", ("digits",), {"gaussian": "ddpm", "blur": "cold"},
+        "digits-cpu", ("digits",),
+        {"gaussian": ("ddpm", "reproduction"), "blur": ("cold",)},
         strides=tuple(range(1, 21)), train_steps=2000,
         denoiser_options={"base": 16, "channel_mults": (1, 2)}, lr=2e-3, cpu_threads=1),
     "mnist-gpu": Fig4Preset(
-        "mnist-gpu", ("mnist",), {"gaussian": "ddpm", "laplace": "ddpm", "blur": "cold",
-                                  "fade-uniform": "cold"},
+        "mnist-gpu", ("mnist",),
+        {"gaussian": ("ddpm", "reproduction"), "laplace": ("ddpm",), "blur": ("cold",),
+         "fade-uniform": ("cold",)},
         strides=tuple(range(1, 21)), train_steps=60000, lr=2e-4,
         denoiser_options={"base": 64, "channel_mults": (1, 2, 2)}, n_samples=10000,
         classifier_steps=3000, sample_batch=2500, data_dir="data/mnist"),
@@ -139,10 +141,11 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
 
     rows: list[dict] = []
     warnings_seen: list[str] = []
+    floors: dict[str, float] = {}
     from rich.progress import Progress
 
     with Progress(disable=not progress) as bar:
-        n_cells = len(cfg.datasets) * len(cfg.samplers) * len(cfg.strides)
+        n_cells = len(cfg.datasets) * sum(map(len, cfg.samplers.values())) * len(cfg.strides)
         task = bar.add_task("fig4 cells", total=n_cells)
         for dataset in cfg.datasets:
             data = load_dataset(dataset, seed=seed, data_dir=data_dir)
@@ -153,7 +156,9 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                                     device=device, steps=cfg.classifier_steps)
             evaluator = FIDEvaluator(clf, data.test, seed=seed)
             n_samples = cfg.n_samples or int(data.test.shape[0])
-            for family, sampler in cfg.samplers.items():
+            floors[dataset] = _noise_floor(ds_dir / "floor.json", evaluator, data.train,
+                                           n_samples, seed)
+            for family, samplers in cfg.samplers.items():
                 tc = TrainConfig(
                     dataset=dataset, family=family, schedule=cfg.schedule,
                     num_timesteps=cfg.num_timesteps, denoiser=cfg.denoiser,
@@ -165,7 +170,7 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                 t0 = time.perf_counter()
                 trained = train(tc, model_dir, device=device, progress=progress, data=data)
                 train_s = time.perf_counter() - t0
-                for stride in cfg.strides:
+                for sampler, stride in ((s, k) for s in samplers for k in cfg.strides):
                     cell = ds_dir / family / "cells" / f"{sampler}-k{stride:02d}.json"
                     if cell.exists():
                         row = json.loads(cell.read_text())
@@ -198,14 +203,27 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                                            ignore_index=True)
     _atomic_df(table, out_dir / "fig4.parquet")
     _atomic_df(table, out_dir / "fig4.csv")
-    notes = _notes(table, warnings_seen)
+    notes = _notes(table, warnings_seen, floors)
     atomic_write_text(notes + "\n", out_dir / "notes.txt")
-    figure = _plot(table, out_dir / "fig4.png", cfg)
+    figure = _plot(table, out_dir / "fig4.png", cfg, floors)
     return Fig4Result(table, figure, notes)
 
 
-def _notes(table: pd.DataFrame, warnings_seen: list[str]) -> str:
-    lines = []
+def _noise_floor(path: Path, evaluator: FIDEvaluator, train: torch.Tensor, n: int,
+                 seed: int) -> float:
+    """FID of ``n`` real training images against the held-out set: the best a model can
+    score at this sample count (FID is biased upwards at small n), cached in ``path``."""
+    if path.exists():
+        return float(json.loads(path.read_text())["fid"])
+    idx = torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+    res = evaluator(train[idx])
+    atomic_write_text(json.dumps({"fid": res.fid, "kid": res.kid, "n": res.n_fake}), path)
+    return res.fid
+
+
+def _notes(table: pd.DataFrame, warnings_seen: list[str], floors: dict[str, float]) -> str:
+    lines = [f"{ds}: noise floor (real training images vs held-out, same n) FID {f:.2f}"
+             for ds, f in floors.items()]
     for (ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
         if len(g) < 3:
             lines.append(f"{ds}/{fam}/{smp}: {len(g)} strides, too few to judge a trend")
@@ -213,17 +231,24 @@ def _notes(table: pd.DataFrame, warnings_seen: list[str]) -> str:
         rho = _spearman(g["steps"].tolist(), g["fid"].tolist())
         few, many = g.nsmallest(1, "steps").iloc[0], g.nlargest(1, "steps").iloc[0]
         verdict = ("FID rises as steps fall" if rho < -0.3 else
-                   "no clear rise of FID as steps fall")
+                   "FID falls as steps fall" if rho > 0.3 else
+                   "no clear trend of FID with the number of steps")
         lines.append(f"{ds}/{fam}/{smp}: {verdict} (Spearman ρ(steps, FID) = {rho:+.2f}; "
                      f"FID {many['fid']:.2f} at {int(many['steps'])} steps, "
                      f"{few['fid']:.2f} at {int(few['steps'])})")
+    if (table["sampler"] == "reproduction").any():
+        lines.append(
+            "The serial-reproduction step re-noises x̂_0 = E[x_0 | x_t] (the MSE-trained net's"
+            " posterior mean), i.e. each step is a posterior-mean agent, whose chain shrinks"
+            " the variance instead of keeping the prior (DESIGN §1): more steps mean more"
+            " shrinkage, so this sampler can get worse with more steps.")
     lines.append("Absolute FIDs use a locally trained classifier's features, not Inception:"
                  " compare trends with the paper, not values.")
     lines.extend(f"warning: {w}" for w in warnings_seen)
     return "\n".join(lines)
 
 
-def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset) -> Path:
+def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset, floors: dict[str, float]) -> Path:
     import os
 
     import matplotlib
@@ -235,6 +260,8 @@ def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset) -> Path:
     for (ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
         g = g.sort_values("steps")
         ax.plot(g["steps"], g["fid"], "o-", ms=3, label=f"{ds} {fam} ({smp})")
+    for ds, f in floors.items():
+        ax.axhline(f, color="black", lw=0.8, ls=":", label=f"{ds}: real vs real (noise floor)")
     ax.set_xscale("log")
     ax.set_xlabel(f"sampling steps ⌊T/k⌋ (T = {cfg.num_timesteps})")
     ax.set_ylabel("FID (local classifier features)")
@@ -258,5 +285,5 @@ def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset) -> Path:
 def total_sampling_steps(preset: str) -> int:
     """Network evaluations per sample over all strides of a preset (for sizing runs)."""
     cfg = get_preset(preset)
-    return sum(cfg.num_timesteps // k for k in cfg.strides) * len(cfg.samplers) \
-        * len(cfg.datasets)
+    return sum(cfg.num_timesteps // k for k in cfg.strides) \
+        * sum(map(len, cfg.samplers.values())) * len(cfg.datasets)
