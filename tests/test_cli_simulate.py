@@ -142,3 +142,21 @@ def test_families_lists_all_eight(capsys, monkeypatch):
     for name in ("gaussian", "bimodal", "trimodal", "fade-uniform", "fade-fixed", "laplace",
                  "uniform", "student-t"):
         assert name in out
+
+
+def test_threads_option_and_default(capsys, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("SERIALREPRO_THREADS", raising=False)
+        code, _, _ = run_cli(["--threads", "3", "families"], capsys, monkeypatch)
+        assert code == 0 and torch.get_num_threads() == 3
+        code, _, _ = run_cli(["families"], capsys, monkeypatch)
+        assert code == 0 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        code, _, _ = run_cli(["families"], capsys, monkeypatch)
+        assert code == 0 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -23,6 +23,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _global_options(
+    threads: int = typer.Option(
+        None, "--threads", min=1, envvar="SERIALREPRO_THREADS",
+        help="torch intra-op threads (default 1, or OMP_NUM_THREADS when set). Grid "
+        "distributions are small: on a 2-core machine with any other load, 2 threads ran "
+        "the engine 10-70× slower than 1 (benchmarks/README.md).",
+    ),
+) -> None:
+    """Set torch's thread count before any command runs."""
+    import os
+
+    import torch
+
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(env) if env.isdigit() and int(env) > 0 else 1
+    torch.set_num_threads(threads)
+
+
 # Modules that define ``register(app: typer.Typer) -> None``.
 _COMMAND_MODULES = [
     "serialrepro.grid.cli",
