@@ -6,9 +6,10 @@ import pytest
 import torch
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def single_thread():
-    """Run a test with one intra-op torch thread, restoring the setting afterwards.
+    """Run every test with one intra-op torch thread, restoring the setting afterwards
+    (the CLI does the same by default: see ``serialrepro --threads``).
 
     The grid engine's tensors are small; on a shared 2-core machine, intra-op threads
     contending with other processes slow such tests 10-100× (measured)."""

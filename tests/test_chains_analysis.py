@@ -30,15 +30,6 @@ from serialrepro.particles.chains import particle_chains
 from serialrepro.particles.priors import GaussianMixturePrior, GridDensityPrior
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _to_table(states: np.ndarray, tmp_path, name="chains.csv", col="x"):
     """[I + 1, C] states -> a long CSV -> a loaded ChainTable."""
     n_it, c = states.shape

@@ -23,15 +23,6 @@ from serialrepro.particles.posterior import gmm_posterior
 from serialrepro.particles.priors import GaussianMixturePrior
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_stationary_variances_follow_from_the_ar1_algebraically():
     s0, s = sp.symbols("s0 s", positive=True)
     lam = s0**2 / (s0**2 + s**2)

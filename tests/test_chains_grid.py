@@ -25,15 +25,6 @@ from serialrepro.grid.space import GridSpace
 from serialrepro.particles.priors import GaussianMixturePrior, GridDensityPrior
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _bimodal_1d(space):
     return GaussianMixturePrior([[-0.15], [0.12]], [0.002, 0.003], [0.4, 0.6]).on_grid(space)
 

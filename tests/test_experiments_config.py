@@ -234,7 +234,7 @@ def test_equal_total_noise_sums_variances(kind, T):
     assert len(levels) == T
 
 
-def test_equal_total_noise_gives_the_same_end_marginal(single_thread):
+def test_equal_total_noise_gives_the_same_end_marginal():
     """Gaussian variances add: every shape with Σσ² = V ends at (almost) the same q_T."""
     from serialrepro.grid import GridSpace, KernelSchedule, forward_marginals, make_prior
 

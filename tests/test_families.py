@@ -14,8 +14,6 @@ from serialrepro.errors import UserInputError
 from serialrepro.families import FAMILIES, get_family
 from serialrepro.grid import GridSpace, make_kernel
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 ALL = sorted(FAMILIES)
 STD = ["gaussian", "laplace", "student-t", "uniform"]
 #: scipy's per-axis marginal of each σ-is-the-std family (standard deviation σ)

@@ -19,8 +19,6 @@ from serialrepro.grid import (
 )
 from serialrepro.grid import kernels as kernels_module
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 ALL = sorted(FAMILIES)
 #: levels exercising each family: narrow and wide (fades: the end points and between)
 LEVELS = {name: ((0.0, 0.35, 1.0) if name.startswith("fade") else (0.03, 0.11)) for name in ALL}

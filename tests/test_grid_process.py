@@ -27,8 +27,6 @@ from serialrepro.grid import (
 )
 from serialrepro.grid.scores import EPS
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 ALL = sorted(FAMILIES)
 #: a level per family at which a chain mixes within a few dozen steps on a small grid
 LEVEL = {name: (0.35 if name.startswith("fade") else 0.08) for name in ALL}

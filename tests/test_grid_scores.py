@@ -15,8 +15,6 @@ from serialrepro.grid.scores import (
     stationarity_score,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def t(*values: float) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)

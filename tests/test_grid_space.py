@@ -10,8 +10,6 @@ import torch
 from serialrepro.errors import UserInputError
 from serialrepro.grid import GridSpace, parse_grid
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 @pytest.mark.parametrize(("h", "n"), [(0.04, 26), (0.025, 41), (0.1, 11), (0.5, 3)])
 def test_paper_grid_has_both_endpoints(h: float, n: int) -> None:

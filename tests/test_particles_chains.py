@@ -26,14 +26,6 @@ from serialrepro.particles.rng import gumbel_argmax
 GEN = torch.Generator
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _moments(p: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
     m = float((p * x).sum())

@@ -25,8 +25,6 @@ from serialrepro.grid import (
 )
 from serialrepro.grid.priors import three_mode_components
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 W = 8 * 0.04**2
 
 

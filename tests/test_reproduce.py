@@ -11,19 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from golden_values import GOLDEN  # tests/ helper module
 from serialrepro.experiments.config import parse_config
 from serialrepro.experiments.pipeline import run_experiments
 
-# DESIGN §2: the authors' code on the Figure 3 conditions (T: kl, jsd, complexity, stat.)
-GOLDEN = {
-    2: (0.449178, 0.079464, 0.682085, 0.002407),
-    3: (0.383357, 0.069800, 0.331028, 0.239327),
-    6: (0.250175, 0.048287, 0.117919, 0.104547),
-    12: (0.163212, 0.033779, 0.054827, 0.039230),
-    24: (0.128881, 0.027362, 0.023167, 0.012073),
-    48: (0.123429, 0.026246, 0.009433, 0.003586),
-    100: (0.127884, 0.027118, 0.003537, 0.000684),
-}
 REQUIRED_COLUMNS = [
     "experiment", "figure", "prior", "noise", "step", "T", "sigma_start", "sigma_end", "grid",
     "kl_bits", "jsd_bits", "complexity_bits", "stationarity", "seconds",
