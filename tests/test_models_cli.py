@@ -114,6 +114,7 @@ def test_fig4_quick_end_to_end_and_resume(tmp_path):
                                       "kid", "n_samples"}
     assert res.table["steps"].tolist() == [50, 100] and res.figure.exists()
     assert (out / "fig4.parquet").exists() and (out / "fig4.csv").exists()
+    assert (out / "fig4_samples.png").exists()
     assert "biased" in res.notes  # 128 samples: the FID-stability warning is reported
     # resumable: a second run reads the finished cells instead of recomputing them
     cell = next((out / "digits" / "gaussian" / "cells").glob("*.json"))

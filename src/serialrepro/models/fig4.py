@@ -13,6 +13,7 @@ it stopped.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,11 +27,15 @@ from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
 from serialrepro.models.training import (
     TrainConfig,
+    atomic_torch_save,
     atomic_write_text,
     default_device,
     sample_from,
     train,
 )
+
+#: Generated samples kept per cell (a .pt beside its JSON) for the sample-grid figure.
+GRID_SAMPLES = 64
 
 #: The paper's Figure 4 (MNIST, Inception FID): steps -> FID (their 1000-step run excluded).
 PAPER_FID = {500: 37.5, 333: 42.6, 250: 32.6, 200: 42.7, 166: 61.3, 142: 92.0, 125: 123.9,
@@ -172,6 +177,7 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                 train_s = time.perf_counter() - t0
                 for sampler, stride in ((s, k) for s in samplers for k in cfg.strides):
                     cell = ds_dir / family / "cells" / f"{sampler}-k{stride:02d}.json"
+                    cell.parent.mkdir(parents=True, exist_ok=True)
                     if cell.exists():
                         row = json.loads(cell.read_text())
                     else:
@@ -184,6 +190,8 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                                               batch_size=cfg.sample_batch, device=device)
                         sample_s = time.perf_counter() - t0
                         res = evaluator(samples)
+                        atomic_torch_save(samples[:GRID_SAMPLES].clone(),
+                                          cell.with_suffix(".pt"))
                         row = {
                             "dataset": dataset, "family": family, "sampler": sampler,
                             "stride": stride, "steps": cfg.num_timesteps // stride,
@@ -192,7 +200,6 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                             "train_steps": trained.step, "train_seconds": train_s,
                             "sample_seconds": sample_s, "warning": res.warning or "",
                         }
-                        cell.parent.mkdir(parents=True, exist_ok=True)
                         atomic_write_text(json.dumps(row, indent=2), cell)
                     if row["warning"] and row["warning"] not in warnings_seen:
                         warnings_seen.append(row["warning"])
@@ -206,7 +213,42 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
     notes = _notes(table, warnings_seen, floors)
     atomic_write_text(notes + "\n", out_dir / "notes.txt")
     figure = _plot(table, out_dir / "fig4.png", cfg, floors)
+    _plot_samples(table, out_dir, out_dir / "fig4_samples.png")
     return Fig4Result(table, figure, notes)
+
+
+def _plot_samples(table: pd.DataFrame, out_dir: Path, path: Path) -> Path | None:
+    """Sample grids at the fewest and the most steps of every curve (from the cells' .pt)."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for (ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
+        for row in (g.nsmallest(1, "steps").iloc[0], g.nlargest(1, "steps").iloc[0]):
+            f = out_dir / ds / fam / "cells" / f"{smp}-k{int(row['stride']):02d}.pt"
+            if f.exists():
+                x = torch.load(f, weights_only=True)
+                panels.append((f"{fam} ({smp}), {int(row['steps'])} steps", x))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.7), squeeze=False)
+    for ax, (title, x) in zip(axes[0], panels, strict=True):
+        n = math.isqrt(x.shape[0])
+        c, h, w = x.shape[1:]
+        grid = x[: n * n].reshape(n, n, c, h, w).permute(0, 3, 1, 4, 2).reshape(n * h, n * w, c)
+        ax.imshow(((grid + 1) / 2).clamp(0, 1).squeeze(-1).numpy(), cmap="gray")
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
 
 
 def _noise_floor(path: Path, evaluator: FIDEvaluator, train: torch.Tensor, n: int,
