@@ -12,15 +12,6 @@ from serialrepro.metrics import energy_distance, grid_kl_bits, mmd, sliced_wasse
 from serialrepro.metrics.fid import FIDEvaluator, accuracy, cached_classifier, fid_warning
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier waits on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_energy_distance_matches_the_gaussian_shift_closed_form():
     """1-D N(0,1) vs N(μ,1): E|X−Y| = σ√(2/π) e^{−μ²/2σ²} + μ(1 − 2Φ(−μ/σ)), σ = √2,
     E|X−X'| = 2/√π, so ED = 2E|X−Y| − 2·2/√π (Székely & Rizzo)."""

@@ -14,17 +14,6 @@ import pytest
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier waits on a shared 2-core box."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run(*args: str) -> subprocess.CompletedProcess:
     """Run ``serialrepro ARGS`` in-process through the console entry point (exit codes and
     the one-line error handling included), returning what a subprocess would."""

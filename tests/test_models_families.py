@@ -12,15 +12,6 @@ from serialrepro.models.diffusion import Diffusion
 from serialrepro.models.noise import BLUR_JITTER, TENSOR_FAMILIES, make_family
 from serialrepro.models.schedules import make_schedule
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier waits on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 FAMILIES = sorted(TENSOR_FAMILIES)
 
 

@@ -15,15 +15,6 @@ from serialrepro.models.diffusion import Diffusion
 from serialrepro.models.schedules import make_schedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier waits on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def ref_linear(T: int) -> np.ndarray:
     return np.array([1e-4 + (0.02 - 1e-4) * i / (T - 1) for i in range(T)])
 

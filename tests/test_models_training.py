@@ -15,15 +15,6 @@ from serialrepro.models.noise import TENSOR_FAMILIES
 from serialrepro.models.samplers import SAMPLERS, get_sampler
 from serialrepro.models.training import TrainConfig, load_trained, sample_from, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier waits on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TINY = {"hidden": 32, "depth": 1}
 
 
