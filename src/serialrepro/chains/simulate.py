@@ -38,7 +38,6 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from serialrepro.chains.agents import RULES, Agent
@@ -49,6 +48,7 @@ from serialrepro.chains.grid_chains import (
     sample_grid_chains,
     transition_matrix,
 )
+from serialrepro.configio import read_yaml
 from serialrepro.errors import UserInputError
 from serialrepro.families import FAMILIES
 from serialrepro.grid.priors import PRIORS
@@ -165,15 +165,8 @@ def load_config(path_or_dict: str | Path | dict) -> SimulateConfig:
     source = "(dict)"
     data = path_or_dict
     if not isinstance(path_or_dict, dict):
-        path = Path(path_or_dict)
-        source = repr(str(path))
-        if not path.is_file():
-            raise UserInputError(f"config file {source} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise UserInputError(f"config {source} is not valid YAML: "
-                                 f"{str(exc).splitlines()[0]}") from None
+        source = repr(str(path_or_dict))
+        data = read_yaml(path_or_dict)
     if not isinstance(data, dict):
         raise UserInputError(f"config {source} must be a mapping of keys to values")
     try:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -42,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from serialrepro.configio import read_yaml
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.experiments.schedules import SCHEDULE_KINDS, Schedule
 from serialrepro.families import get_family
@@ -487,26 +487,15 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
         raise UserInputError(format_validation_error(exc, source)) from None
 
 
-def _read_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"config file {str(path)!r} does not exist")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserInputError(f"config file {str(path)!r} is not valid YAML: {first}") from None
-
-
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read and validate a YAML config file (``yaml.safe_load``: files are untrusted)."""
-    return parse_config(_read_yaml(path), str(path))
+    return parse_config(read_yaml(path), str(path))
 
 
 def load_configs(path: str | Path) -> list[ExperimentConfig]:
     """One experiment, or several under a top-level ``experiments:`` list (the format of
     ``config.resolved.yaml``, so a results folder's resolved config runs again as is)."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if isinstance(data, dict) and set(data) == {"experiments"}:
         items = data["experiments"]
         if not isinstance(items, list) or not items:
