@@ -178,3 +178,19 @@ def test_stretch_families_put_modes_at_the_shift(name: str) -> None:
     else:
         assert near[0.0] == pytest.approx(0.5, abs=0.01)
         assert near[0.05] == pytest.approx(0.25, abs=0.01)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gaussian_variance_only_where_the_kernel_is_gaussian(name: str) -> None:
+    """Conjugacy is declared by the family: σ² exactly when log_prob is N(x, σ²I)."""
+    fam = get_family(name)
+    sigma = 0.3 if name.startswith("fade") else 0.07
+    var = fam.gaussian_variance(sigma)
+    if name != "gaussian":
+        assert var is None
+        return
+    assert var == pytest.approx(sigma**2)
+    x = torch.zeros(1, 2, dtype=torch.float64)
+    y = torch.tensor([[0.05, -0.02]], dtype=torch.float64)
+    want = stats.multivariate_normal(mean=[0, 0], cov=var).logpdf(y[0].numpy())
+    assert float(fam.log_prob(y, x, sigma)) == pytest.approx(want, rel=1e-12)

@@ -137,6 +137,15 @@ class NoiseFamily(ABC):
     def log_prob(self, y: Tensor, x: Tensor, sigma: float) -> Tensor:
         """log K_σ(y | x) (natural log, a proper density in R^D); broadcasts over [..., D]."""
 
+    def gaussian_variance(self, sigma: float) -> float | None:
+        """σ² when K_σ(y | x) = N(y; x, σ² I), else None.
+
+        Gaussian noise is conjugate to Gaussian(-mixture) priors: posteriors are closed-form
+        mixtures and Gaussian chains are the AR(1) of DESIGN §1. Code that can use that
+        asks the family here instead of testing its name.
+        """
+        return None
+
     def unit_noise(
         self, shape: Sequence[int], generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
@@ -184,6 +193,9 @@ class Gaussian(NoiseFamily):
 
     def log_prob(self, y, x, sigma):
         return _gauss_logpdf(y, x, sigma)
+
+    def gaussian_variance(self, sigma):
+        return float(sigma) ** 2
 
     def unit_noise(self, shape, generator=None, dtype=torch.float32, device=None):
         return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)

@@ -136,8 +136,8 @@ def respond(
     generator: torch.Generator, circular: bool = False,
 ) -> Tensor:
     """The agent's reproduction x' [N, D] of perceived values y [N, D] under ``rule``."""
-    closed = (isinstance(prior, GaussianMixturePrior) and family.name == "gaussian"
-              and not circular)
+    closed = (isinstance(prior, GaussianMixturePrior)
+              and family.gaussian_variance(sigma) is not None and not circular)
     if closed:
         logw, means, chol = gmm_posterior(y, prior, sigma)
         if rule == "sample":
