@@ -8,17 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from serialrepro.atomic import write_bytes, write_json, write_table, write_text
 from serialrepro.chains import report as rp
 from serialrepro.chains.analysis import Analysis
-from serialrepro.chains.io import write_json, write_table, write_text
 from serialrepro.grid.scores import jsd_bits
 
 
 def _save_figures(out: Path, figures: dict[str, bytes]) -> None:
-    from serialrepro.chains.io import atomic_write
-
     for name, png in figures.items():
-        atomic_write(out / f"{name}.png", lambda p, png=png: p.write_bytes(png))
+        write_bytes(out / f"{name}.png", png)
 
 
 def write_simulation(sim: dict, config: dict, out: Path, fmt: str = "csv") -> dict:
