@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from serialrepro import atomic
 from serialrepro.experiments.config import ExperimentConfig
 from serialrepro.experiments.golden import FIG3_GOLDEN, GOLDEN_FIELDS, GOLDEN_TOLERANCE
 from serialrepro.experiments.store import CellStore
@@ -66,10 +67,7 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    _plt().close(fig)
-    return path
+    return atomic.save_figure(fig, path, dpi=100)
 
 
 def _varying(df: pd.DataFrame, exclude=("T",)) -> list[str]:

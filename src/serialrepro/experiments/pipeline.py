@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from serialrepro import atomic
 from serialrepro.errors import UserInputError
 from serialrepro.experiments.config import ExperimentConfig, expand, resolved_dict
 from serialrepro.experiments.report import (
@@ -38,7 +39,7 @@ from serialrepro.experiments.report import (
 )
 from serialrepro.experiments.results import build_table, write_table
 from serialrepro.experiments.runner import RunStats, check_executor, run_cells
-from serialrepro.experiments.store import CellStore, atomic_write_text
+from serialrepro.experiments.store import CellStore
 
 FIG4_PRESETS = {True: "quick", False: "digits-cpu"}
 _VERSION_PACKAGES = ("serialrepro", "torch", "numpy", "scipy", "pandas", "pyarrow", "matplotlib",
@@ -138,7 +139,7 @@ def run_experiments(
         "# The experiments exactly as they ran" + (" (--quick overrides applied)" if quick else "")
         + "; `serialrepro run` accepts this file.\n"
         + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, width=100))
-    atomic_write_text(out_dir / "config.resolved.yaml", resolved_text)
+    atomic.write_text(out_dir / "config.resolved.yaml", resolved_text)
     provenance = {
         "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(argv) if argv else "",
@@ -149,7 +150,7 @@ def run_experiments(
         "grid cell seeds": sorted({c.seed for cells in per_config.values() for c in cells}),
         "versions": package_versions(), "machine": machine_info(),
     }
-    atomic_write_text(out_dir / "run.json", json.dumps(provenance, indent=1, default=str))
+    atomic.write_text(out_dir / "run.json", json.dumps(provenance, indent=1, default=str))
 
     all_cells = [c for cells in per_config.values() for c in cells]
     stats = run_cells(all_cells, store, workers=workers, scheduler=scheduler, progress=progress,
@@ -203,14 +204,14 @@ def run_experiments(
         title=report_title, quick=quick, sections=sections, resolved_config=resolved_text,
         provenance=provenance_flat, timings=timings, fig4=fig4_section, notes=notes))
     report_path = out_dir / "report.html"
-    atomic_write_text(report_path, html_text)
+    atomic.write_text(report_path, html_text)
 
     provenance["timings"] = timings
     provenance["cells"] = {"total": stats.total, "cached": stats.cached,
                            "computed": stats.computed, "executor": stats.executor}
     if fig4_section is not None:
         provenance["figure4"] = {"status": fig4_section.status, "message": fig4_section.message}
-    atomic_write_text(out_dir / "run.json", json.dumps(provenance, indent=1, default=str))
+    atomic.write_text(out_dir / "run.json", json.dumps(provenance, indent=1, default=str))
     headlines = {s.config.name: s.figures.headline for s in sections}
     return RunOutcome(out_dir, pq, report_path, stats, timings, headlines)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from serialrepro import atomic
 from serialrepro.experiments.config import Cell
 from serialrepro.experiments.runner import SCORE_FIELDS
-from serialrepro.experiments.store import CellStore, atomic_write_text, atomic_write_with
+from serialrepro.experiments.store import CellStore
 
 #: the columns the issue asks for, in order; more follow them
 COLUMNS = (
@@ -61,6 +62,4 @@ def write_table(table: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
     """``scores.parquet`` and ``scores.csv`` in ``out_dir``, each written atomically."""
     pq = out_dir / "scores.parquet"
     csv = out_dir / "scores.csv"
-    atomic_write_with(pq, lambda buf: table.to_parquet(buf, index=False))
-    atomic_write_text(csv, table.to_csv(index=False))  # full precision: round-trips
-    return pq, csv
+    return atomic.write_table(table, pq), atomic.write_table(table, csv)
