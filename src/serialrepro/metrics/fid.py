@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from serialrepro import atomic
 from serialrepro.errors import UserInputError
 
 CLASSIFIER_FILE = "classifier.pt"
@@ -114,8 +115,6 @@ def accuracy(net: FeatureClassifier, x: Tensor, y: Tensor) -> float:
 def cached_classifier(run_dir: str | Path, x: Tensor, y: Tensor, seed: int = 0,
                       device: torch.device | str = "cpu", **kwargs) -> FeatureClassifier:
     """Load ``run_dir/classifier.pt`` or train the classifier and save it there atomically."""
-    import os
-
     path = Path(run_dir) / CLASSIFIER_FILE
     if path.exists():
         state = torch.load(path, map_location=device, weights_only=True)
@@ -123,11 +122,8 @@ def cached_classifier(run_dir: str | Path, x: Tensor, y: Tensor, seed: int = 0,
         net.load_state_dict(state["weights"])
         return net.to(device).eval()
     net = train_classifier(x, y, seed=seed, device=device, **kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"weights": net.state_dict(), "in_channels": x.shape[1],
-                "num_classes": int(y.max()) + 1}, tmp)
-    os.replace(tmp, path)
+    atomic.torch_save({"weights": net.state_dict(), "in_channels": x.shape[1],
+                       "num_classes": int(y.max()) + 1}, path)
     return net
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from serialrepro import atomic
 from serialrepro.errors import UserInputError
 
 
@@ -84,8 +85,6 @@ def sample_cmd(
     device: str | None = typer.Option(None),
 ) -> None:
     """Draw samples from a trained model and save them as .npz."""
-    import numpy as np
-
     from serialrepro.models.training import load_trained, sample_from
 
     if out.suffix != ".npz":
@@ -100,9 +99,7 @@ def sample_cmd(
         raise UserInputError("--eta applies to the ddim sampler only")
     x = sample_from(trained, n, sampler=sampler, stride=stride, seed=seed,
                     per_sample_seeds=per_sample_seeds, **kwargs)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, samples=x.numpy())
-    tmp.replace(out)
+    atomic.write_npz(out, {"samples": x.numpy()})
     typer.echo(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}")
 
 

@@ -22,13 +22,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from serialrepro import atomic
 from serialrepro.data import load_dataset
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
 from serialrepro.models.training import (
     TrainConfig,
-    atomic_torch_save,
-    atomic_write_text,
     default_device,
     sample_from,
     train,
@@ -104,17 +103,6 @@ def get_preset(name: str) -> Fig4Preset:
         raise unknown_name("fig4 preset", name, PRESETS) from None
 
 
-def _atomic_df(df: pd.DataFrame, path: Path) -> None:
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def _spearman(x: list[float], y: list[float]) -> float:
     rx, ry = pd.Series(x).rank(), pd.Series(y).rank()
     return float(rx.corr(ry))
@@ -139,10 +127,10 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
          data_dir: str | Path | None, device: torch.device) -> Fig4Result:
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir if data_dir is not None else cfg.data_dir
-    atomic_write_text(json.dumps({
+    atomic.write_text(out_dir / "config.json", json.dumps({
         "experiment": "fig4", "preset": asdict(cfg), "seed": seed, "device": str(device),
         "torch": torch.__version__, "python": platform.python_version(),
-    }, indent=2, default=list), out_dir / "config.json")
+    }, indent=2, default=list))
 
     rows: list[dict] = []
     warnings_seen: list[str] = []
@@ -190,7 +178,7 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                                               batch_size=cfg.sample_batch, device=device)
                         sample_s = time.perf_counter() - t0
                         res = evaluator(samples)
-                        atomic_torch_save(samples[:GRID_SAMPLES].clone(),
+                        atomic.torch_save(samples[:GRID_SAMPLES].clone(),
                                           cell.with_suffix(".pt"))
                         row = {
                             "dataset": dataset, "family": family, "sampler": sampler,
@@ -200,7 +188,7 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                             "train_steps": trained.step, "train_seconds": train_s,
                             "sample_seconds": sample_s, "warning": res.warning or "",
                         }
-                        atomic_write_text(json.dumps(row, indent=2), cell)
+                        atomic.write_text(cell, json.dumps(row, indent=2))
                     if row["warning"] and row["warning"] not in warnings_seen:
                         warnings_seen.append(row["warning"])
                     rows.append(row)
@@ -208,10 +196,10 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
 
     table = pd.DataFrame(rows).sort_values(["dataset", "family", "sampler", "steps"],
                                            ignore_index=True)
-    _atomic_df(table, out_dir / "fig4.parquet")
-    _atomic_df(table, out_dir / "fig4.csv")
+    atomic.write_table(table, out_dir / "fig4.parquet")
+    atomic.write_table(table, out_dir / "fig4.csv")
     notes = _notes(table, warnings_seen, floors)
-    atomic_write_text(notes + "\n", out_dir / "notes.txt")
+    atomic.write_text(out_dir / "notes.txt", notes + "\n")
     figure = _plot(table, out_dir / "fig4.png", cfg, floors)
     _plot_samples(table, out_dir, out_dir / "fig4_samples.png")
     return Fig4Result(table, figure, notes)
@@ -219,8 +207,6 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
 
 def _plot_samples(table: pd.DataFrame, out_dir: Path, path: Path) -> Path | None:
     """Sample grids at the fewest and the most steps of every curve (from the cells' .pt)."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,11 +230,7 @@ def _plot_samples(table: pd.DataFrame, out_dir: Path, path: Path) -> Path | None
         ax.set_title(title, fontsize=7)
         ax.axis("off")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic.save_figure(fig, path, dpi=120)
 
 
 def _noise_floor(path: Path, evaluator: FIDEvaluator, train: torch.Tensor, n: int,
@@ -259,7 +241,7 @@ def _noise_floor(path: Path, evaluator: FIDEvaluator, train: torch.Tensor, n: in
         return float(json.loads(path.read_text())["fid"])
     idx = torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
     res = evaluator(train[idx])
-    atomic_write_text(json.dumps({"fid": res.fid, "kid": res.kid, "n": res.n_fake}), path)
+    atomic.write_text(path, json.dumps({"fid": res.fid, "kid": res.kid, "n": res.n_fake}))
     return res.fid
 
 
@@ -291,8 +273,6 @@ def _notes(table: pd.DataFrame, warnings_seen: list[str], floors: dict[str, floa
 
 
 def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset, floors: dict[str, float]) -> Path:
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,11 +297,7 @@ def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset, floors: dict[str, fl
     ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right")
     ax.set_title(f"Figure 4 ({cfg.name}): FID vs number of sampling steps")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic.save_figure(fig, path, dpi=120)
 
 
 def total_sampling_steps(preset: str) -> int:

@@ -3,7 +3,7 @@
 A run directory holds ``config.json`` (the resolved :class:`TrainConfig`) and
 ``checkpoint.pt``: model, EMA and optimiser state dicts, the step, the per-step losses,
 the training generator's state and the family's fitted state. Checkpoints are written
-atomically (temp file, then ``os.replace``) and read with ``torch.load(weights_only=True)``.
+atomically (:mod:`serialrepro.atomic`) and read with ``torch.load(weights_only=True)``.
 Everything random in training (model initialisation, batches, timesteps, noise) comes from
 ``seed``, and the generator state is checkpointed, so a run killed and resumed produces
 the same losses, step for step, as an uninterrupted one.
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from serialrepro import atomic
 from serialrepro.data import Dataset, load_dataset
 from serialrepro.errors import UserInputError
 from serialrepro.models.diffusion import Diffusion
@@ -67,18 +67,6 @@ class TrainConfig:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -131,7 +119,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         if diff:
             raise UserInputError(f"{run_dir} holds a run with different {', '.join(diff)}; use a"
                                  " new run directory")
-    atomic_write_text(json.dumps(asdict(config), indent=2), saved)
+    atomic.write_text(saved, json.dumps(asdict(config), indent=2))
 
     if data is None:
         data = load_dataset(config.dataset, seed=config.seed, n_train=config.n_train,
@@ -154,7 +142,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
         step, losses = int(ck["step"]), ck["losses"].tolist()
 
     def save() -> None:
-        atomic_torch_save({
+        atomic.torch_save({
             "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
             "rng": gen.get_state(), "step": step,
             "losses": torch.tensor(losses, dtype=torch.float64),
