@@ -32,13 +32,14 @@ the same long format :func:`serialrepro.chains.data.load_chains` reads, so
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from serialrepro.chains.agents import RULES, Agent
 from serialrepro.chains.closed_form import gaussian_chain_ar1
@@ -49,7 +50,7 @@ from serialrepro.chains.grid_chains import (
     transition_matrix,
 )
 from serialrepro.configio import read_yaml
-from serialrepro.errors import UserInputError
+from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import FAMILIES
 from serialrepro.grid.priors import PRIORS
 from serialrepro.grid.space import GridSpace
@@ -65,6 +66,18 @@ from serialrepro.particles.rng import BLOCK, chain_blocks
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _one_of(kind: str, valid: Collection[str]) -> AfterValidator:
+    """A field check that a name is one of ``valid``, failing with the standard
+    "unknown <kind> ...; valid choices: ..." message."""
+
+    def check(v: str) -> str:
+        if v not in valid:
+            raise unknown_name(kind, v, valid)
+        return v
+
+    return AfterValidator(check)
 
 
 class GaussianMixtureSpec(_Strict):
@@ -83,40 +96,18 @@ class PointsSpec(_Strict):
 
 class NamedSpec(_Strict):
     kind: Literal["named"]
-    name: str
+    name: Annotated[str, _one_of("prior", PRIORS)]
     dims: Annotated[int, Field(ge=1, le=3)] = 2
     mix: Annotated[float, Field(ge=0, le=1)] | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in PRIORS:
-            raise ValueError(f"unknown prior {v!r}; valid choices: {', '.join(sorted(PRIORS))}")
-        return v
-
 
 class AgentSpec(_Strict):
-    family: str = "gaussian"
+    family: Annotated[str, _one_of("noise family", FAMILIES)] = "gaussian"
     sigma: Annotated[float, Field(gt=0)]
     levels: list[float] | None = None
-    rule: str = "sample"
+    rule: Annotated[str, _one_of("response rule", RULES)] = "sample"
     production_sigma: Annotated[float, Field(ge=0)] = 0.0
-    production_family: str = "gaussian"
-
-    @field_validator("family", "production_family")
-    @classmethod
-    def _family(cls, v: str) -> str:
-        if v not in FAMILIES:
-            raise ValueError(f"unknown noise family {v!r}; valid choices: "
-                             f"{', '.join(sorted(FAMILIES))}")
-        return v
-
-    @field_validator("rule")
-    @classmethod
-    def _rule(cls, v: str) -> str:
-        if v not in RULES:
-            raise ValueError(f"unknown response rule {v!r}; valid choices: {', '.join(RULES)}")
-        return v
+    production_family: Annotated[str, _one_of("noise family", FAMILIES)] = "gaussian"
 
 
 class StartSpec(_Strict):
