@@ -35,10 +35,12 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
-def test_module_entry_point_in_a_subprocess():
-    r = subprocess.run([sys.executable, "-m", "serialrepro", "train", "--run-dir", "x",
+def test_module_entry_point_in_a_subprocess(tmp_path):
+    run_dir = tmp_path / "x"
+    r = subprocess.run([sys.executable, "-m", "serialrepro", "train", "--run-dir", str(run_dir),
                         "--family", "pink"], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 2 and "unknown tensor noise family 'pink'" in r.stderr
+    assert not run_dir.exists()  # bad input fails before anything is written
 
 
 def test_train_sample_evaluate_on_a_toy(tmp_path):
@@ -81,6 +83,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, args, needle):
     args = [str(tmp_path / a) if a in ("X", "NOPE", "EMPTY", "s.npz") else a for a in args]
     r = run(*args)
     assert r.returncode == 2
+    assert not (tmp_path / "X").exists()  # nothing written for a command that failed
     assert needle in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
 

@@ -109,8 +109,13 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
           progress: bool = True, data: Dataset | None = None) -> TrainedModel:
     """Train (or resume) the model of ``config`` in ``run_dir`` up to ``config.steps`` steps."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else default_device()
+    # Build everything the config names first: a bad name or missing data fails before
+    # anything is written.
+    if data is None:
+        data = load_dataset(config.dataset, seed=config.seed, n_train=config.n_train,
+                            data_dir=config.data_dir)
+    model, process = build(config, data, device)
     saved = run_dir / CONFIG_FILE
     if saved.exists():
         old = json.loads(saved.read_text())
@@ -120,11 +125,6 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
             raise UserInputError(f"{run_dir} holds a run with different {', '.join(diff)}; use a"
                                  " new run directory")
     atomic.write_text(saved, json.dumps(asdict(config), indent=2))
-
-    if data is None:
-        data = load_dataset(config.dataset, seed=config.seed, n_train=config.n_train,
-                            data_dir=config.data_dir)
-    model, process = build(config, data, device)
     x_train = data.train.to(device)
     process.family.fit(data.train)
     ema = copy.deepcopy(model).requires_grad_(False)
