@@ -73,8 +73,7 @@ def simulate_command(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object with the scores"),
 ) -> None:
     """Run the exact optimal-diffusion simulation of the paper and print its scores."""
-    import torch
-
+    from serialrepro.devices import resolve_device
     from serialrepro.families import get_family
     from serialrepro.grid.kernels import resolve_backend
     from serialrepro.grid.priors import make_prior
@@ -89,12 +88,7 @@ def simulate_command(
     resolve_backend(space, backend)
     if figure is not None:
         check_output_path(figure)
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserInputError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"device {device!r} requested but CUDA is not available; use cpu")
+    dev = resolve_device(device)
     data = make_prior(prior, space).to(dev)
     result = simulate(data, family, levels, space, step=step, backend=backend)
     out = result.scores()

@@ -11,20 +11,8 @@ from pathlib import Path
 import typer
 
 from serialrepro import atomic
+from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError
-
-
-def _device(name: str | None):
-    import torch
-
-    if name is None:
-        from serialrepro.models.training import default_device
-
-        return default_device()
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserInputError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
 
 
 def train_cmd(
@@ -67,7 +55,7 @@ def train_cmd(
                       denoiser=denoiser, denoiser_options=opts, steps=steps,
                       batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                       data_dir=None if data_dir is None else str(data_dir))
-    result = train(cfg, run_dir, device=_device(device), progress=progress)
+    result = train(cfg, run_dir, device=resolve_device(device), progress=progress)
     tail = result.losses[-min(100, len(result.losses)):]
     typer.echo(f"trained {result.step} steps; mean loss of the last {len(tail)}:"
                f" {sum(tail) / max(1, len(tail)):.5f}; checkpoint in {run_dir}")
@@ -93,7 +81,7 @@ def sample_cmd(
         raise UserInputError(f"the folder {str(out.parent)!r} does not exist")
     if n < 1:
         raise UserInputError(f"number of samples {n} must be at least 1")
-    trained = load_trained(run_dir, _device(device))
+    trained = load_trained(run_dir, resolve_device(device))
     kwargs = {"eta": eta} if sampler == "ddim" else {}
     if eta and sampler != "ddim":
         raise UserInputError("--eta applies to the ddim sampler only")
@@ -138,7 +126,7 @@ def evaluate_cmd(
     if data.is_image:
         from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
 
-        dev = _device(device)
+        dev = resolve_device(device)
         clf = cached_classifier(run_dir, data.train, data.train_labels, seed=cfg.seed, device=dev)
         res = FIDEvaluator(clf, ref, seed=seed)(x)
         out.update(fid=res.fid, kid=res.kid, kid_std=res.kid_std, warning=res.warning)
@@ -169,7 +157,7 @@ def fig4_cmd(
 
     get_preset(preset)
     res = run_fig4(out, preset=preset, seed=seed, progress=progress, data_dir=data_dir,
-                   device=_device(device))
+                   device=resolve_device(device))
     cols = ["dataset", "family", "sampler", "steps", "fid", "kid", "n_samples"]
     typer.echo(res.table[cols].to_string(index=False))
     typer.echo(res.notes)

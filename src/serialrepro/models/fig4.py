@@ -24,11 +24,11 @@ import torch
 
 from serialrepro import atomic
 from serialrepro.data import load_dataset
+from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
 from serialrepro.models.training import (
     TrainConfig,
-    default_device,
     sample_from,
     train,
 )
@@ -113,7 +113,7 @@ def run_fig4(out_dir: Path, preset: str = "digits-cpu", seed: int = 0, progress:
              ) -> Fig4Result:
     """Run (or resume) Figure 4 under ``preset`` in ``out_dir``; see the module docstring."""
     cfg = get_preset(preset)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     threads = torch.get_num_threads()
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)

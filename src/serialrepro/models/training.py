@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from serialrepro import atomic
 from serialrepro.data import Dataset, load_dataset
+from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError
 from serialrepro.models.diffusion import Diffusion
 from serialrepro.models.losses import diffusion_loss
@@ -65,8 +66,6 @@ class TrainConfig:
         return self.denoiser if self.denoiser != "auto" else ("unet" if is_image else "mlp")
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -109,7 +108,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
           progress: bool = True, data: Dataset | None = None) -> TrainedModel:
     """Train (or resume) the model of ``config`` in ``run_dir`` up to ``config.steps`` steps."""
     run_dir = Path(run_dir)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     # Build everything the config names first: a bad name or missing data fails before
     # anything is written.
     if data is None:
@@ -180,7 +179,7 @@ def load_trained(run_dir: str | Path, device: torch.device | str | None = None) 
     if not cfg_path.exists() or not ckpt_path.exists():
         raise UserInputError(f"{run_dir} is not a trained run: it needs {CONFIG_FILE} and"
                              f" {CHECKPOINT_FILE} (run `serialrepro train` first)")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
     ck = _load_checkpoint(ckpt_path, device)
     shape = _data_shape(config)
