@@ -57,6 +57,10 @@ def test_train_sample_evaluate_on_a_toy(tmp_path):
     assert r.returncode == 0, r.stderr
     x = np.load(out)["samples"]
     assert x.shape == (300, 2) and np.isfinite(x).all()
+    r = run("sample", "--run-dir", str(run_dir), "--out", str(tmp_path / "naive.npz"), "--n",
+            "50", "--sampler", "ddpm", "--stride", "5", "--respace", "naive")
+    assert r.returncode == 0, r.stderr
+    assert np.isfinite(np.load(tmp_path / "naive.npz")["samples"]).all()
     r = run("evaluate", "--run-dir", str(run_dir), "--samples", str(out), "--json")
     assert r.returncode == 0, r.stderr
     scores = json.loads(r.stdout)
@@ -76,6 +80,8 @@ def test_train_sample_evaluate_on_a_toy(tmp_path):
     (["train", "--run-dir", "X", "--dataset", "mnist", "--data-dir", "EMPTY"],
      "train-images-idx3-ubyte.gz"),
     (["sample", "--run-dir", "NOPE", "--out", "s.npz"], "is not a trained run"),
+    (["sample", "--run-dir", "NOPE", "--out", "s.npz", "--respace", "lazy"],
+     "unknown respacing 'lazy'; valid choices: naive, recompute"),
     (["fig4", "--out", "X", "--preset", "huge"], "valid choices: digits-cpu, mnist-gpu, quick"),
 ])
 def test_bad_inputs_give_one_line_errors(tmp_path, args, needle):
@@ -97,6 +103,16 @@ def test_sampler_name_error(tmp_path):
     assert r.returncode == 2 and "cold, ddim, ddpm, reproduction" in r.stderr
 
 
+def test_fig4_sampler_variants():
+    from serialrepro.errors import UserInputError
+    from serialrepro.models.fig4 import sampler_variant
+
+    assert sampler_variant("ddpm") == ("ddpm", "recompute")
+    assert sampler_variant("ddpm-naive") == ("ddpm", "naive")
+    with pytest.raises(UserInputError, match="valid choices: naive, recompute"):
+        sampler_variant("ddpm-lazy")
+
+
 def test_fig4_quick_end_to_end_and_resume(tmp_path):
     from serialrepro.models.fig4 import run_fig4
 
@@ -114,3 +130,20 @@ def test_fig4_quick_end_to_end_and_resume(tmp_path):
     again = run_fig4(out, preset="quick", seed=0, progress=False, device="cpu")
     assert cell.stat().st_mtime_ns == before
     assert again.table["fid"].tolist() == res.table["fid"].tolist()
+
+
+def test_fig4_notes_judge_the_naive_variant_against_recomputed_betas():
+    import pandas as pd
+
+    from serialrepro.models.fig4 import _notes
+
+    steps = [50, 100, 200, 500]
+    table = pd.DataFrame(
+        [{"dataset": "digits", "family": "gaussian", "sampler": "ddpm", "steps": s,
+          "fid": 2.0 + 0.01 * (i % 2)} for i, s in enumerate(steps)]
+        + [{"dataset": "digits", "family": "gaussian", "sampler": "ddpm-naive", "steps": s,
+            "fid": 1000.0 / s} for s in steps])
+    notes = _notes(table, [], {"digits": 1.0})
+    assert "digits/gaussian/ddpm-naive: FID rises as steps fall" in notes
+    assert "at 50 steps its FID is 20.00 against 2.00 with recomputed betas" in notes
+    assert "paper's FIDs at its 4 step counts: +1.00 naive" in notes

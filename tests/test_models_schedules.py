@@ -51,6 +51,45 @@ def test_respacing_keeps_marginals_and_counts_floor_T_over_k(k):
     np.testing.assert_allclose(r.betas.numpy(), 1 - ac[kept] / prev, rtol=1e-10, atol=1e-14)
 
 
+def test_naive_respacing_with_stride_one_is_the_original_schedule():
+    s = make_schedule("linear", 1000)
+    for r in (s.respace(1, "naive"), Diffusion(  # also through the process
+            "gaussian", s).respace(1, "naive").schedule):
+        for name in ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "timesteps"):
+            assert torch.equal(getattr(r, name), getattr(s, name)), name
+
+
+@pytest.mark.parametrize("k", [2, 7, 20])
+def test_naive_respacing_keeps_the_original_one_step_tables(k):
+    r = make_schedule("linear", 1000).respace(k, "naive")
+    kept = np.arange(1000 // k) * k
+    assert r.num_steps == 1000 // k and r.timesteps.tolist() == kept.tolist()
+    betas, ac = ref_linear(1000), np.cumprod(1 - ref_linear(1000))
+    np.testing.assert_allclose(r.betas.numpy(), betas[kept], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(r.alphas_cumprod.numpy(), ac[kept], rtol=1e-12)
+    # the step goes one *original* step down, to ᾱ_{t−1}, not to ᾱ at the previous kept step
+    prev_one_step = np.concatenate([[1.0], ac[kept[1:] - 1]])
+    np.testing.assert_allclose(r.alphas_cumprod_prev.numpy(), prev_one_step, rtol=1e-12)
+    # ... so the tables are no longer one forward process: ∏(1 − β_kept) ≠ ᾱ_kept
+    assert np.cumprod(1 - betas[kept])[-1] > 10 * ac[kept][-1]
+
+
+def test_naive_ddpm_step_is_the_one_step_posterior_of_the_T_step_process():
+    full = Diffusion.create("gaussian", "linear", 1000)
+    naive, spaced = full.respace(20, "naive"), full.respace(20)
+    g = torch.Generator().manual_seed(4)
+    xt = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    out = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    for t in [0, 20, 500, 980]:
+        a, a0 = naive.step(out, t, xt, torch.Generator().manual_seed(9))
+        b, b0 = full.step(out, t, xt, torch.Generator().manual_seed(9))
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+        torch.testing.assert_close(a0, b0, atol=0, rtol=0)  # x̂_0 at the net's level t
+        if t > 0:  # recomputed respacing jumps to the previous kept level instead
+            c, _ = spaced.step(out, t, xt, torch.Generator().manual_seed(9))
+            assert not torch.allclose(c, a)
+
+
 def test_add_noise_is_ddpm_eq4():
     proc = Diffusion.create("gaussian", "linear", 1000)
     g = torch.Generator().manual_seed(0)
@@ -118,5 +157,8 @@ def test_bad_names_list_valid_choices():
         Diffusion.create("mask", prediction_type="eps")
     with pytest.raises(UserInputError, match="1..1000"):
         make_schedule("linear").respace(0)
+    with pytest.raises(UserInputError, match="unknown respacing 'lazy'; valid choices: naive, "
+                                             "recompute"):
+        Diffusion.create("gaussian").respace(2, "lazy")
     with pytest.raises(UserInputError, match="not one of"):
         Diffusion.create("gaussian").respace(3).add_noise(torch.zeros(1, 2), 1)

@@ -67,14 +67,18 @@ def sample_cmd(
     n: int = typer.Option(1000, "--n", help="Number of samples."),
     sampler: str = typer.Option("auto", help="ddpm, ddim, reproduction, cold or auto."),
     stride: int = typer.Option(1, help="Sample every k-th timestep (⌊T/k⌋ steps)."),
+    respace: str = typer.Option("recompute", help="recompute (betas recomputed for the "
+                                "stride) or naive (the T-step betas kept: naive striding)."),
     eta: float = typer.Option(0.0, help="DDIM η (ddim sampler only)."),
     seed: int = typer.Option(0),
     per_sample_seeds: bool = typer.Option(False, help="Sample i from seed+i alone."),
     device: str | None = typer.Option(None),
 ) -> None:
     """Draw samples from a trained model and save them as .npz."""
+    from serialrepro.models.schedules import check_respacing
     from serialrepro.models.training import load_trained, sample_from
 
+    check_respacing(respace)
     if out.suffix != ".npz":
         raise UserInputError(f"output file {str(out)!r} must end in .npz")
     if not out.parent.exists():
@@ -86,7 +90,7 @@ def sample_cmd(
     if eta and sampler != "ddim":
         raise UserInputError("--eta applies to the ddim sampler only")
     x = sample_from(trained, n, sampler=sampler, stride=stride, seed=seed,
-                    per_sample_seeds=per_sample_seeds, **kwargs)
+                    per_sample_seeds=per_sample_seeds, respace=respace, **kwargs)
     atomic.write_npz(out, {"samples": x.numpy()})
     typer.echo(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}")
 

@@ -63,10 +63,12 @@ class Diffusion:
     def num_steps(self) -> int:
         return self.schedule.num_steps
 
-    def respace(self, stride: int) -> Diffusion:
-        """The same process on the strided schedule (⌊T/k⌋ steps, recomputed betas)."""
-        return Diffusion(self.family, self.schedule.respace(stride), self.prediction_type,
-                         self.clip_sample)
+    def respace(self, stride: int, respacing: str = "recompute") -> Diffusion:
+        """The same process on the strided schedule (⌊T/k⌋ steps): betas recomputed for the
+        jumps, or with ``respacing="naive"`` the original one-step tables kept
+        (:mod:`serialrepro.models.schedules`)."""
+        return Diffusion(self.family, self.schedule.respace(stride, respacing),
+                         self.prediction_type, self.clip_sample)
 
     # -- lookups ----------------------------------------------------------------------
     def _tables(self, like: Tensor) -> dict[str, Tensor]:

@@ -11,6 +11,25 @@ alphas_cumprod, β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}} (improved-diffusion ``
 respaced forward process has exactly the marginals q(x_τ | x_0) of the original one. For a
 stride k the kept timesteps are τ = 0, k, 2k, …, k(⌊T/k⌋ − 1): ⌊T/k⌋ steps, the count
 the paper's Figure 4 reports (DDIM's "uniform" skip).
+
+``respace(k, "naive")`` instead reproduces *naive striding*: visiting only τ_i but keeping
+every table of the original T-step process at those rows (:class:`NaiveStridedSchedule`):
+β_{τ_i}, ᾱ_{τ_i} and ᾱ_{τ_i − 1}, the level one original step below. The DDPM step at
+t = τ_i then computes the 1-step posterior of the T-step process,
+
+    x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t                        (correct: the net's level t)
+    μ = √ᾱ_{t−1} β_t/(1 − ᾱ_t) · x̂_0 + √(1 − β_t)(1 − ᾱ_{t−1})/(1 − ᾱ_t) · x_t
+    σ² = β_t (1 − ᾱ_{t−1})/(1 − ᾱ_t)
+
+i.e. x_{t−1} ~ q(x_{t−1} | x_t, x̂_0), and the sampler then treats that draw as x_{t−k}: each
+step removes one original step's worth of noise, not k steps' worth, so with k > 1 the
+sample ends with noise left in it. The kept ᾱ_{τ_i} are not products of the kept betas
+(∏_{j≤i}(1 − β_{τ_j}) ≠ ᾱ_{τ_i}) and ᾱ_prev[i] = ᾱ_{τ_i − 1} ≠ ᾱ_{τ_{i−1}}: the tables no
+longer describe one consistent forward process over the kept steps. This is what striding
+a T-step DDPM sampler without recomputing the betas does; diffusers' ``DDPMScheduler``
+did exactly this when ``num_inference_steps`` < T (it used t − 1 for the alphas, betas and
+variance, and the images came out as noise) until huggingface/diffusers PR #2076 (January
+2023). With k = 1 naive and recomputed respacing are both the original schedule.
 """
 
 from __future__ import annotations
@@ -40,6 +59,16 @@ def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) 
 
 
 SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
+
+#: How :meth:`NoiseSchedule.respace` treats the jump τ_i → τ_{i−1} (module docstring).
+RESPACINGS = ("recompute", "naive")
+
+
+def check_respacing(name: str) -> str:
+    """``name`` if it is a respacing mode; otherwise a one-line error listing the valid ones."""
+    if name not in RESPACINGS:
+        raise unknown_name("respacing", name, RESPACINGS)
+    return name
 
 
 @dataclass(frozen=True)
@@ -74,11 +103,14 @@ class NoiseSchedule:
     def num_steps(self) -> int:
         return int(self.betas.shape[0])
 
-    def respace(self, stride: int) -> NoiseSchedule:
-        """Keep timesteps 0, k, 2k, … (⌊T/k⌋ of them) and recompute the betas.
+    def respace(self, stride: int, respacing: str = "recompute") -> NoiseSchedule:
+        """Keep timesteps 0, k, 2k, … (⌊T/k⌋ of them).
 
-        Implements improved-diffusion's ``SpacedDiffusion``: β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}}.
+        ``"recompute"`` (default) implements improved-diffusion's ``SpacedDiffusion``:
+        β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}}. ``"naive"`` keeps the original rows of every
+        table (β_{τ_i}, ᾱ_{τ_i}, ᾱ_prev) unchanged: :class:`NaiveStridedSchedule`.
         """
+        check_respacing(respacing)
         k = int(stride)
         if k < 1 or k > self.num_steps:
             raise UserInputError(
@@ -86,10 +118,36 @@ class NoiseSchedule:
             )
         n = self.num_steps // k
         keep = torch.arange(n) * k
+        if respacing == "naive":
+            return NaiveStridedSchedule(self.name, self.betas[keep], self.timesteps[keep],
+                                        self.num_train_timesteps,
+                                        self.alphas_cumprod[keep],
+                                        self.alphas_cumprod_prev[keep])
         ac = self.alphas_cumprod[keep]
         prev = torch.cat([ac.new_ones(1), ac[:-1]])
         return NoiseSchedule(self.name, 1.0 - ac / prev, self.timesteps[keep],
                              self.num_train_timesteps)
+
+
+@dataclass(frozen=True)
+class NaiveStridedSchedule(NoiseSchedule):
+    """Naive striding: the kept rows of the original tables, none recomputed.
+
+    ``betas[i]`` = β_{τ_i}, ``alphas_cumprod[i]`` = ᾱ_{τ_i} and ``alphas_cumprod_prev[i]``
+    = ᾱ_{τ_i − 1} of the schedule it was cut from, so each reverse step is that schedule's
+    one-step posterior although the sampler jumps k steps (module docstring).
+    """
+
+    kept_alphas_cumprod: Tensor
+    kept_alphas_cumprod_prev: Tensor
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        return self.kept_alphas_cumprod
+
+    @property
+    def alphas_cumprod_prev(self) -> Tensor:
+        return self.kept_alphas_cumprod_prev
 
 
 def make_schedule(name: str, num_timesteps: int = 1000) -> NoiseSchedule:

@@ -219,12 +219,15 @@ def _progress(enabled: bool):
 
 def sample_from(trained: TrainedModel, n: int, sampler: str = "auto", stride: int = 1,
                 seed: int = 0, per_sample_seeds: bool = False, batch_size: int = 1000,
-                device: torch.device | str | None = None, **sampler_kwargs) -> Tensor:
+                device: torch.device | str | None = None, respace: str = "recompute",
+                **sampler_kwargs) -> Tensor:
     """Draw ``n`` samples from a trained model with a named sampler on a strided schedule.
 
     ``sampler="auto"`` uses DDPM ancestral sampling for variance-preserving families and
     the serial-reproduction step otherwise. With ``per_sample_seeds`` sample i comes from
-    seed + i alone, whatever the batch size (EDM's convention).
+    seed + i alone, whatever the batch size (EDM's convention). ``respace`` is
+    ``"recompute"`` (betas recomputed for the stride) or ``"naive"`` (the T-step tables
+    kept: naive striding, see :mod:`serialrepro.models.schedules`).
     """
     from serialrepro.models.samplers import get_sampler
 
@@ -232,7 +235,7 @@ def sample_from(trained: TrainedModel, n: int, sampler: str = "auto", stride: in
         sampler = "ddpm" if trained.process.family.variance_preserving else "reproduction"
     fn = get_sampler(sampler)
     dev = next(trained.denoiser.parameters()).device if device is None else torch.device(device)
-    process = trained.process.respace(stride)
+    process = trained.process.respace(stride, respace)
     out: list[Tensor] = []
     gen = torch.Generator(device=dev).manual_seed(seed)
     for start in range(0, n, batch_size):
