@@ -96,7 +96,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, args, needle):
 
 def test_sampler_name_error(tmp_path):
     run_dir = tmp_path / "run"
-    assert run("train", "--run-dir", str(run_dir), "--timesteps", "10", "--steps", "2",
+    assert run("train", "--run-dir", str(run_dir), "--timesteps", "30", "--steps", "2",
                "--width", "8", "--device", "cpu", "--no-progress").returncode == 0
     r = run("sample", "--run-dir", str(run_dir), "--out", str(tmp_path / "s.npz"),
             "--sampler", "euler")

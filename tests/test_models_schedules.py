@@ -162,3 +162,12 @@ def test_bad_names_list_valid_choices():
         Diffusion.create("gaussian").respace(2, "lazy")
     with pytest.raises(UserInputError, match="not one of"):
         Diffusion.create("gaussian").respace(3).add_noise(torch.zeros(1, 2), 1)
+
+
+def test_linear_schedule_refuses_t_where_beta_reaches_one():
+    """β_T = 20/T: at T ≤ 20 ᾱ reaches 0 (or goes negative) and samples become NaN."""
+    assert float(make_schedule("linear", 21).betas.max()) < 1
+    for T in (1, 10, 20):
+        with pytest.raises(UserInputError, match="more than 20 timesteps"):
+            make_schedule("linear", T)
+    assert torch.isfinite(make_schedule("cosine", 10).alphas_cumprod).all()

@@ -44,7 +44,17 @@ from serialrepro.errors import UserInputError, unknown_name
 
 
 def linear_betas(num_timesteps: int) -> Tensor:
-    """DDPM linear schedule, β from 1e-4 to 0.02 at T = 1000 (float64)."""
+    """DDPM linear schedule, β from 1e-4 to 0.02 at T = 1000 (float64).
+
+    Other T scale both ends by 1000/T (improved-diffusion's convention, so the total noise
+    stays comparable); β_T = 20/T then reaches 1 at T = 20, where ᾱ hits 0 and sampling
+    divides by zero, so shorter linear schedules are refused.
+    """
+    if num_timesteps <= 20:
+        raise UserInputError(
+            f"the linear schedule needs more than 20 timesteps (its last β is 20/T = "
+            f"{20 / max(num_timesteps, 1):g} at T={num_timesteps}); use more timesteps or "
+            "the cosine schedule")
     scale = 1000.0 / num_timesteps
     return torch.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=torch.float64)
 
