@@ -37,6 +37,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -207,6 +208,16 @@ class ScheduleSpec(_Strict):
 ScheduleAxis = ScheduleSpec | Annotated[list[ScheduleSpec], NonEmpty]
 
 
+def _check_T(t: int) -> None:
+    if t < 1:
+        raise ValueError(f"the number of steps T={t} must be ≥ 1")
+
+
+#: the check each named axis applies to every one of its values
+_AXIS_CHECKS = {"noise": _check_noise, "prior": _check_prior, "grid": _check_grid,
+                "step": _check_step, "T": _check_T}
+
+
 class _Axes(_Strict):
     """The axes a sweep block (and a quick override) can set."""
 
@@ -218,33 +229,10 @@ class _Axes(_Strict):
     schedule: ScheduleAxis | None = None
     seed: IntAxis | None = None
 
-    @field_validator("noise")
+    @field_validator("noise", "prior", "grid", "step", "T")
     @classmethod
-    def _noise(cls, v):
-        return _each(v, _check_noise)
-
-    @field_validator("prior")
-    @classmethod
-    def _prior(cls, v):
-        return _each(v, _check_prior)
-
-    @field_validator("grid")
-    @classmethod
-    def _grid(cls, v):
-        return _each(v, _check_grid)
-
-    @field_validator("step")
-    @classmethod
-    def _step(cls, v):
-        return _each(v, _check_step)
-
-    @field_validator("T")
-    @classmethod
-    def _T(cls, v):
-        def check(t):
-            if t < 1:
-                raise ValueError(f"the number of steps T={t} must be ≥ 1")
-        return _each(v, check)
+    def _values(cls, v, info: ValidationInfo):
+        return _each(v, _AXIS_CHECKS[info.field_name])
 
 
 class Sweep(_Axes):
