@@ -31,9 +31,9 @@ def parse_sigmas(spec: str) -> list[float]:
                 f"--sigmas {spec!r} is invalid; A and B must be numbers and T an integer") from None
         if T < 1:
             raise UserInputError(f"--sigmas {spec!r}: the number of steps T={T} must be ≥ 1")
-        if T == 1:
-            return [a] if a == b else [b]
-        return [a + (b - a) * i / (T - 1) for i in range(T)]
+        from serialrepro.experiments.schedules import schedule_shape
+
+        return schedule_shape("linear", T, a, b)
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
