@@ -74,13 +74,16 @@ a,4,5
     assert np.allclose(np.c_[x, xn], [[1, 2], [4, 5]])
 
 
-def test_duplicates(tmp_path):
+def test_duplicates_default_drops_exact_repeats_and_stops_on_conflicts(tmp_path):
     same = load_chains(_csv(tmp_path, GOOD + "a,1,0.2\n"), ["x"])
     assert same.report.rows_kept == 5
     assert any("data row 6 (chain 'a'): duplicates data row 2" in m and "row skipped" in m
                for m in same.report.warnings)
-    with pytest.raises(UserInputError, match=r"data rows 2, 6 all give chain 'a' iteration 1 "
-                                             r"with different values; the load stopped"):
+    with pytest.raises(UserInputError, match=r"^1 \(chain, item, iteration\) group\(s\) repeat "
+                                             r"with different values \(data rows 2, 6 give "
+                                             r"chain 'a' iteration 1\); the load stopped "
+                                             r"\(duplicates=error; choices: error, first, last, "
+                                             r"mean\)$"):
         load_chains(_csv(tmp_path, GOOD + "a,1,0.25\n", "b.csv"), ["x"])
 
 
@@ -91,13 +94,18 @@ def test_a_chain_of_length_one_is_skipped(tmp_path):
                for m in t.report.warnings)
 
 
-def test_bad_iterations_and_chain_ids_skip_the_row(tmp_path):
-    t = load_chains(_csv(tmp_path, GOOD + "a,2.5,0.1\n,3,0.1\nb,x,0.2\n"), ["x"])
-    w = t.report.warnings
-    assert any("data row 6" in m and "iteration '2.5' is not an integer" in m for m in w)
-    assert any("data row 7" in m and "no chain id" in m for m in w)
-    assert any("data row 8 (chain 'b')" in m and "iteration 'x'" in m for m in w)
+def test_missing_chain_ids_skip_the_row(tmp_path):
+    t = load_chains(_csv(tmp_path, GOOD + ",3,0.1\n"), ["x"])
+    assert any("data row 6" in m and "no chain id" in m for m in t.report.warnings)
     assert t.report.rows_kept == 5
+
+
+@pytest.mark.parametrize("bad", ["2.5", "1e300", "", "nan", "x", "-1"])
+def test_a_non_integer_iteration_stops_the_load_naming_the_row(tmp_path, bad):
+    with pytest.raises(UserInputError, match=r"^data row 6: iteration .* in column 'iteration' "
+                                             r"is not an integer in 0\.\.\d+; the load "
+                                             r"stopped$"):
+        load_chains(_csv(tmp_path, GOOD + f"a,{bad},0.1\n"), ["x"])
 
 
 def test_strict_stops_at_the_first_problem(tmp_path):
