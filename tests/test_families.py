@@ -31,7 +31,7 @@ def _level(name: str) -> float:
 
 def test_registry() -> None:
     assert set(ALL) == {"gaussian", "bimodal", "trimodal", "fade-uniform", "fade-fixed",
-                        "laplace", "uniform", "student-t"}
+                        "laplace", "uniform", "student-t", "von-mises"}
     fam = get_family("laplace")
     assert get_family(fam) is fam and fam.name == "laplace"
     with pytest.raises(UserInputError) as err:
