@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serialrepro.chains.data import load_chains
+from serialrepro.chains.data import MAX_LISTED, load_chains
 from serialrepro.errors import UserInputError
 
 
@@ -154,3 +154,215 @@ def test_psynet_style_export_with_mapping_json_values_items_and_parquet(tmp_path
     assert len(t.transitions()[0]) == 8
     with pytest.raises(UserInputError, match=r"column mapping names \['net'\]"):
         load_chains(path, ["x"], rename={"net": "chain"})
+
+
+# -- the designs people run --------------------------------------------------------------
+
+
+def _nested(tmp_path, n_seed=10, n_chain=10, n_it=4, name="nested.csv", **extra):
+    """Chain 1–10 inside seed 1–10: (Seed, Chain) is the id; values code the pair."""
+    s, c, i = np.meshgrid(np.arange(1, n_seed + 1), np.arange(1, n_chain + 1),
+                          np.arange(n_it), indexing="ij")
+    frame = pd.DataFrame({"Seed": s.ravel(), "Chain": c.ravel(), "iteration": i.ravel(),
+                          "x": (100 * s + c + i / 10).ravel(), **extra})
+    frame.to_csv(tmp_path / name, index=False)
+    return tmp_path / name, frame
+
+
+def test_nested_ids_form_one_composite_chain_id(tmp_path):
+    path, _ = _nested(tmp_path)
+    t = load_chains(path, ["x"], ["Seed", "Chain"])
+    assert t.report.chains == 100 and t.report.warnings == []
+    assert "Seed=3|Chain=7" in set(t.chain_keys)
+    x, xn, chain = t.transitions()
+    assert len(x) == 100 * 3
+    # every transition stays within its (seed, chain): x codes the pair
+    assert np.all(np.floor(x[:, 0]) == np.floor(xn[:, 0]))
+    assert (t.n_iterations, t.report.iterations) == (3, 3)
+    same = load_chains(path, ["x"], "Seed,Chain")  # the CLI's comma form
+    assert list(same.chain_keys) == list(t.chain_keys)
+
+
+def test_one_id_column_of_a_nested_design_is_a_short_error(tmp_path):
+    path, _ = _nested(tmp_path)
+    with pytest.raises(UserInputError) as err:
+        load_chains(path, ["x"], "Chain")
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) < 400 and "keep one of them" not in msg
+    assert msg.startswith("40 (chain, item, iteration) group(s) repeat with different values")
+
+
+def test_composite_item_ids_and_the_cluster_defaults_to_the_chain(tmp_path):
+    rows = [{"chain": c, "shape": sh, "colour": co, "iteration": i, "x": c + i / 10}
+            for c in range(3) for sh in ("sq", "ci") for co in ("r", "g") for i in range(3)]
+    path = tmp_path / "items.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    t = load_chains(path, ["x"], item_col=["shape", "colour"])
+    assert t.report.chains == 12 and "0/shape=sq|colour=r" in set(t.chain_keys)
+    # items of a chain are one unit of the bootstrap unless a cluster is given
+    assert list(t.cluster_codes) == list(np.repeat([0, 1, 2], 4))
+    assert t.cluster_labels == ["0", "1", "2"] and t.group_codes is None
+    assert list(t.chain_index) == list(np.repeat([0, 1, 2], 4))
+
+
+def test_groups_and_clusters_are_per_chain_codes(tmp_path):
+    path, _ = _nested(tmp_path, 4, 3, 3, participant=0)
+    frame = pd.read_csv(path)
+    frame["participant"] = "p" + (frame["Seed"] % 2).astype(str)
+    frame["condition"] = np.where(frame["Chain"] == 1, "fast", "slow")
+    frame.to_csv(path, index=False)
+    t = load_chains(path, ["x"], ["Seed", "Chain"], group_cols="condition",
+                    cluster_cols=["participant"])
+    keys = list(t.chain_keys)
+    assert t.group_labels == ["fast", "slow"] and t.cluster_labels == ["p0", "p1"]
+    assert t.group_name == "condition" and t.cluster_name == "participant"
+    k = keys.index("Seed=3|Chain=1")
+    assert t.group_codes[k] == 0 and t.cluster_codes[k] == 1
+    assert len(t.group_codes) == len(keys) == len(t.cluster_codes)
+    frame.loc[5, "participant"] = "p9"  # changes inside one chain
+    frame.to_csv(path, index=False)
+    with pytest.raises(UserInputError, match=r"^the cluster \(column\(s\) \['participant'\]\) "
+                                             r"changes within 1 chain\(s\) .*constant"):
+        load_chains(path, ["x"], ["Seed", "Chain"], cluster_cols="participant")
+
+
+def test_stimulus_column_makes_the_seed_iteration_zero_and_counts_mismatches(tmp_path):
+    rng = np.random.default_rng(0)
+    n_chain, n_it = 40, 6
+    seed = rng.uniform(-1, 1, n_chain)
+    resp = seed[:, None] + np.cumsum(rng.normal(0, 0.1, (n_chain, n_it)), axis=1)
+    stim = np.c_[seed, resp[:, :-1]]  # shown at iteration n: the response of n − 1
+    bad = [(3, 2), (7, 4), (11, 5)]  # three stimuli that are not the previous response
+    for c, n in bad:
+        stim[c, n] += 0.5
+    frame = pd.DataFrame({"chain": np.repeat(np.arange(n_chain), n_it),
+                          "trial": np.tile(np.arange(1, n_it + 1), n_chain),
+                          "response": resp.ravel(), "shown": stim.ravel()})
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    t = load_chains(tmp_path / "s.csv", ["response"], iteration_col="trial",
+                    stimulus_cols=["shown"])
+    its, keys, vals = t.by_iteration()
+    order = keys.astype(int)  # keys are text, sorted as text
+    assert list(its) == list(range(n_it + 1)) and t.n_iterations == n_it
+    assert np.allclose(vals[:, 0, 0], seed[order]) and np.allclose(vals[:, 1:, 0], resp[order])
+    r = t.report
+    assert (r.seeds_added, r.stimulus_checked, r.stimulus_mismatches) == (
+        n_chain, n_chain * (n_it - 1), 3)
+    assert r.stimulus_mismatch_rate == pytest.approx(3 / 200)
+    assert any(m.startswith("3 of 200 stimuli (1.5%) differ from the previous response")
+               for m in r.warnings)
+    assert r.as_dict()["stimulus_mismatch_rate"] == pytest.approx(0.015)
+    # responses numbered from 0: everything moves up one so the seeds are iteration 0
+    frame["trial"] -= 1
+    frame.to_csv(tmp_path / "s0.csv", index=False)
+    t0 = load_chains(tmp_path / "s0.csv", ["response"], iteration_col="trial",
+                     stimulus_cols="shown")
+    assert np.array_equal(t0.by_iteration()[2], vals)
+    assert any("renumbered +1" in m for m in t0.report.warnings)
+    # a table that already holds the seeds (iteration 0 shows its own value) gains none
+    seeded = pd.DataFrame({"chain": [0, 0, 0, 1, 1], "iteration": [0, 1, 2, 0, 1],
+                           "x": [1.0, 2.0, 3.0, 5.0, 6.0], "shown": [1.0, 1.0, 2.0, 5.0, 5.0]})
+    seeded.to_csv(tmp_path / "seeded.csv", index=False)
+    ts = load_chains(tmp_path / "seeded.csv", ["x"], stimulus_cols=["shown"])
+    assert ts.report.seeds_added == 0 and ts.report.rows_kept == 5
+    assert (ts.report.stimulus_checked, ts.report.stimulus_mismatches) == (3, 0)
+
+
+def test_circular_stimulus_check_wraps_and_hues_stay_in_0_360(tmp_path):
+    seeds = np.array([359.0, 2.0, 180.0])
+    resp = np.array([[1.0, 358.0], [357.0, 5.0], [181.0, 179.0]])
+    stim = np.c_[seeds, resp[:, 0]]
+    stim[0, 1] = 361.0  # = 1° on the wheel: the same as the response, after wrapping
+    frame = pd.DataFrame({"chain": np.repeat([0, 1, 2], 2), "iteration": np.tile([1, 2], 3),
+                          "hue": resp.ravel(), "stim": stim.ravel()})
+    frame.to_csv(tmp_path / "h.csv", index=False)
+    t = load_chains(tmp_path / "h.csv", ["hue"], stimulus_cols=["stim"], circular=True,
+                    period=360.0)
+    assert t.circular and t.period == 360.0 and t.origin == 0.0
+    assert t.report.stimulus_mismatches == 0
+    v = t.values()[:, 0]
+    assert v.min() >= 0 and v.max() < 360 and 359.0 in v
+    neg = pd.DataFrame({"chain": [0, 0, 1, 1], "iteration": [0, 1, 0, 1],
+                        "a": [-170.0, 190.0, 10.0, 20.0]})
+    neg.to_csv(tmp_path / "n.csv", index=False)
+    tn = load_chains(tmp_path / "n.csv", ["a"], circular=True, period=360.0)
+    assert tn.origin == -180.0 and np.allclose(tn.values()[:, 0], [-170, -170, 10, 20])
+    with pytest.raises(UserInputError, match="period > 0"):
+        load_chains(tmp_path / "n.csv", ["a"], circular=True, period=0.0)
+
+
+def test_where_filters_rows_with_numbers_compared_as_numbers(tmp_path):
+    path, _ = _nested(tmp_path, 3, 2, 3)
+    t = load_chains(path, ["x"], ["Seed", "Chain"], where="Seed >= 2 and Chain != 1")
+    assert sorted(t.chain_keys) == ["Seed=2|Chain=2", "Seed=3|Chain=2"]
+    assert t.report.rows_filtered == 18 - 6
+    t2 = load_chains(path, ["x"], ["Seed", "Chain"], where="Seed in [1, 3] & ~(iteration > 1)")
+    assert t2.report.rows_kept == 8
+
+
+@pytest.mark.parametrize("expr, why", [
+    ("Seed > ", "not a valid expression"),
+    ("Sede == 1", "there is no column 'Sede'"),
+    ("Seed == @x", "'@'"),
+    ("Seed.__class__ == 1", "attribute is not allowed"),
+    ("__import__('os')", "call is not allowed"),
+    ("x[0] > 1", "subscript is not allowed"),
+    ("Seed + 1", "does not give true or false"),
+])
+def test_bad_where_expressions_are_one_line_errors_naming_the_columns(tmp_path, expr, why):
+    path, _ = _nested(tmp_path, 2, 2, 2)
+    with pytest.raises(UserInputError) as err:
+        load_chains(path, ["x"], ["Seed", "Chain"], where=expr)
+    msg = str(err.value)
+    assert "\n" not in msg and why in msg and repr(expr) in msg
+    assert "columns: ['Seed', 'Chain', 'iteration', 'x']" in msg
+
+
+def test_where_that_keeps_nothing_stops(tmp_path):
+    path, _ = _nested(tmp_path, 2, 2, 2)
+    with pytest.raises(UserInputError, match="keeps none of the 8 rows"):
+        load_chains(path, ["x"], ["Seed", "Chain"], where="Seed > 5")
+
+
+DUP = GOOD + "a,1,0.4\nb,1,-0.4\nb,1,-0.6\n"
+
+
+@pytest.mark.parametrize("policy, a1, b1", [
+    ("first", 0.2, -0.2), ("last", 0.4, -0.6), ("mean", 0.3, -0.4)])
+def test_duplicate_policies(tmp_path, policy, a1, b1):
+    t = load_chains(_csv(tmp_path, DUP), ["x"], duplicates=policy)
+    f = t.frame.set_index(["chain", "iteration"])["x"]
+    assert f[("a", 1)] == pytest.approx(a1) and f[("b", 1)] == pytest.approx(b1)
+    assert t.report.rows_kept == 5
+    assert any("2 (chain, item, iteration) group(s) repeat (2 with different values" in m
+               and f"duplicates={policy}" in m for m in t.report.warnings)
+    with pytest.raises(UserInputError, match="unknown duplicates policy 'median'; valid "
+                                             "choices: error, first, last, mean"):
+        load_chains(_csv(tmp_path, DUP), ["x"], duplicates="median")
+
+
+def test_duplicates_mean_is_the_circular_mean_on_the_circle(tmp_path):
+    t = load_chains(_csv(tmp_path, "chain,iteration,h\na,0,350\na,0,20\na,1,10\n"), ["h"],
+                    duplicates="mean", circular=True, period=360.0)
+    assert t.values()[0, 0] == pytest.approx(5.0)
+
+
+def test_many_duplicates_and_gaps_load_quickly(tmp_path):
+    """200k duplicated (chain, iteration) groups and 50k chains with gaps: vectorised
+    checks (the per-group loops took minutes); errors and warnings stay short."""
+    n = 50_000
+    chain = np.repeat(np.arange(n), 4)
+    it = np.tile([0, 1, 3, 4], n)  # a gap at iteration 2 in every chain
+    frame = pd.DataFrame({"chain": np.r_[chain, chain], "iteration": np.r_[it, it],
+                          "x": np.r_[np.zeros(4 * n), np.ones(4 * n)]})
+    path = tmp_path / "big.parquet"
+    frame.to_parquet(path)
+    t = load_chains(path, ["x"], duplicates="mean")
+    assert t.report.chains == n and np.allclose(t.values(), 0.5)
+    assert len(t.report.warnings) <= MAX_LISTED + 2
+    assert t.report.warnings[-1].startswith(f"… {n - MAX_LISTED} more chains have missing")
+    assert len(t.transitions()[0]) == 2 * n
+    with pytest.raises(UserInputError) as err:
+        load_chains(path, ["x"])
+    assert str(err.value).startswith("200000 (chain, item, iteration) group(s) repeat with "
+                                     "different values") and len(str(err.value)) < 400

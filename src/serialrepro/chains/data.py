@@ -305,7 +305,7 @@ def _apply_where(raw: pd.DataFrame, expr: str) -> np.ndarray:
             used.append(name)
     frame = raw[list(dict.fromkeys(used))].copy()
     for c in frame.columns:  # a CSV is read as text: compare numbers as numbers
-        if frame[c].dtype == object:
+        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]):
             text = frame[c].astype(str).str.strip()
             num = pd.to_numeric(text.where(text != ""), errors="coerce")
             if num[text != ""].notna().all():
@@ -313,7 +313,8 @@ def _apply_where(raw: pd.DataFrame, expr: str) -> np.ndarray:
     try:
         mask = frame.eval(expr, engine="python")
     except Exception as exc:  # pandas raises many types for a bad query: all are user input
-        raise UserInputError(f"{hint}; it failed: {str(exc).splitlines()[0]}") from None
+        why = " ".join(str(exc).split())[:200]
+        raise UserInputError(f"{hint}; it failed: {why}") from None
     mask = np.asarray(mask)
     if mask.dtype != bool or mask.shape != (len(raw),):
         raise UserInputError(f"{hint}; it does not give true or false for each row")
@@ -651,7 +652,7 @@ def _resolve_duplicates(frame: pd.DataFrame, value_cols: list[str], has_stim: bo
     at = pd.MultiIndex.from_frame(out[keycols])
     hit = means.index.get_indexer(at)
     sel = hit >= 0
-    vals_out = out[cols].to_numpy()
+    vals_out = out[cols].to_numpy(dtype=np.float64, copy=True)
     vals_out[sel] = means.to_numpy()[hit[sel]]
     out[cols] = vals_out
     return out
@@ -667,9 +668,12 @@ def _add_seeds_and_check(frame: pd.DataFrame, value_cols: list[str], stim_names:
     v = frame[value_cols].to_numpy(np.float64)
     s = frame[stim_names].to_numpy(np.float64)
     first = np.r_[True, key[1:] != key[:-1]]
-    # a first row whose stimulus is its own response is already the seed
-    own = (np.abs(circular_difference(s, v, period)).max(axis=1) <= tol) & (it == 0)
-    add = first & np.isfinite(s).all(axis=1) & ~own
+    # the table already holds the seeds when every chain starts at iteration 0 with a row
+    # showing its own value (decided for the whole table: one participant reproducing a
+    # stimulus exactly must not drop that chain's seed)
+    own = np.abs(circular_difference(s[first], v[first], period)).max(axis=1) <= tol
+    has_seeds = bool(np.all(it[first] == 0) and np.all(own))
+    add = first & np.isfinite(s).all(axis=1) & (not has_seeds)
     no_stim = first & ~np.isfinite(s).all(axis=1)
     if no_stim.any():
         report.warnings.append(
