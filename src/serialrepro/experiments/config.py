@@ -26,8 +26,6 @@ import hashlib
 import itertools
 import json
 import math
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,7 +40,9 @@ from pydantic import (
     model_validator,
 )
 
-from serialrepro.configio import read_yaml
+from serialrepro import configio
+from serialrepro.budget import check_memory
+from serialrepro.configio import read_yaml, short_repr
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.experiments.schedules import SCHEDULE_KINDS, Schedule
 from serialrepro.families import get_family
@@ -80,7 +80,16 @@ class IntRange(_Strict):
             raise ValueError(f"range {self.start}..{self.stop} is empty (stop < start)")
         if self.spacing == "log" and (self.num is None or self.start <= 0):
             raise ValueError("a log-spaced range needs 'num' and start > 0")
+        if self.count() > MAX_RANGE_VALUES:
+            raise ValueError(f"range {self.start}..{self.stop} gives {self.count()} values; "
+                             f"the limit is {MAX_RANGE_VALUES}")
         return self
+
+    def count(self) -> int:
+        """How many values :meth:`values` gives at most (arithmetic, nothing built)."""
+        if self.num is not None:
+            return self.num
+        return (self.stop - self.start) // (self.step or 1) + 1
 
     def values(self) -> list[int]:
         if self.num is None:
@@ -101,9 +110,16 @@ class FloatRange(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FloatRange:
+        if not (math.isfinite(self.start) and math.isfinite(self.stop)):
+            raise ValueError(f"range {self.start}..{self.stop} must have finite ends")
         if self.spacing == "log" and (self.start <= 0 or self.stop <= 0):
             raise ValueError("a log-spaced range needs start > 0 and stop > 0")
+        if self.num > MAX_RANGE_VALUES:
+            raise ValueError(f"range num={self.num} is above the limit of {MAX_RANGE_VALUES}")
         return self
+
+    def count(self) -> int:
+        return self.num
 
     def values(self) -> list[float]:
         if self.num == 1:
@@ -123,6 +139,15 @@ FloatAxis = float | Annotated[list[float], NonEmpty] | FloatRange
 IntAxis = int | Annotated[list[int], NonEmpty] | IntRange
 StrAxis = str | Annotated[list[str], NonEmpty]
 
+#: seeds are stored as int64 (tables) and fed to torch.manual_seed: 0 ≤ seed < 2^63
+MAX_SEED = 2**63 - 1
+#: most cells one config may expand to (each is a separate simulation)
+MAX_CELLS = 100_000
+#: most values one range may give (before the product over axes)
+MAX_RANGE_VALUES = 100_000
+#: longest experiment name (it names the results folder)
+MAX_NAME_LENGTH = 100
+
 
 def _as_list(value: Any) -> list:
     if value is None:
@@ -134,10 +159,33 @@ def _as_list(value: Any) -> list:
     return [value]
 
 
+def _axis_len(value: Any) -> int:
+    """``len(_as_list(value))`` (at most, for int ranges) without building the list."""
+    if isinstance(value, IntRange | FloatRange):
+        return value.count()
+    if isinstance(value, list):
+        return len(value)
+    return 1
+
+
 def _each(value: Any, check) -> Any:
     for v in _as_list(value):
         check(v)
     return value
+
+
+def _check_unique(value: Any, what: str, normalise=lambda v: v) -> None:
+    """Refuse a list axis that gives the same value twice (it would run the same
+    condition twice and make two rows the figures cannot tell apart)."""
+    if not isinstance(value, list):
+        return
+    seen: dict[Any, Any] = {}
+    for v in value:
+        k = normalise(v)
+        if k in seen:
+            twice = short_repr(v) if v == seen[k] else f"{short_repr(seen[k])} and {short_repr(v)}"
+            raise ValueError(f"{what} value {twice} is given twice; list each value once")
+        seen[k] = v
 
 
 def _check_noise(name: str) -> None:
@@ -146,9 +194,9 @@ def _check_noise(name: str) -> None:
 
 def _check_prior(spec: str) -> None:
     if spec.startswith("image:"):
-        path = Path(spec.removeprefix("image:"))
-        if not path.is_file():
-            raise ValueError(f"image file {str(path)!r} does not exist")
+        from serialrepro.loaders import load_image_prior
+
+        load_image_prior(spec.removeprefix("image:"))  # readable, bounded, not all black
         return
     if spec not in PRIORS:
         raise unknown_name("prior", spec, [*PRIORS, "image:PATH"])
@@ -156,6 +204,10 @@ def _check_prior(spec: str) -> None:
 
 def _check_grid(spec: str) -> None:
     parse_grid(spec)
+
+
+def _grid_label(spec: str) -> str:
+    return parse_grid(spec).label
 
 
 def _check_step(step: str) -> None:
@@ -183,6 +235,15 @@ class ScheduleSpec(_Strict):
             raise unknown_name("schedule kind", v, SCHEDULE_KINDS)
         return v
 
+    @field_validator("start", "end", "value")
+    @classmethod
+    def _finite_unique(cls, v, info: ValidationInfo):
+        for x in _as_list(v):
+            if x is not None and not math.isfinite(x):
+                raise ValueError(f"schedule {info.field_name} {x!r} is not a finite number")
+        _check_unique(v, f"schedule {info.field_name}")
+        return v
+
     @model_validator(mode="after")
     def _fields(self) -> ScheduleSpec:
         if self.kind == "constant":
@@ -196,6 +257,10 @@ class ScheduleSpec(_Strict):
             if self.value is not None:
                 raise ValueError(f"a {self.kind} schedule takes 'start'/'end', not 'value'")
         return self
+
+    def count(self) -> int:
+        """How many schedules :meth:`expand` gives (arithmetic, nothing built)."""
+        return _axis_len(self.start) * _axis_len(self.end) * _axis_len(self.value)
 
     def expand(self) -> list[Schedule]:
         return [
@@ -213,9 +278,16 @@ def _check_T(t: int) -> None:
         raise ValueError(f"the number of steps T={t} must be ≥ 1")
 
 
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {short_repr(seed)} is out of range; seeds lie in 0..2^63 - 1")
+
+
 #: the check each named axis applies to every one of its values
 _AXIS_CHECKS = {"noise": _check_noise, "prior": _check_prior, "grid": _check_grid,
-                "step": _check_step, "T": _check_T}
+                "step": _check_step, "T": _check_T, "seed": _check_seed}
+#: what makes two values of an axis the same condition (e.g. paper:0.04 and paper:0.040)
+_AXIS_KEYS = {"grid": _grid_label}
 
 
 class _Axes(_Strict):
@@ -229,10 +301,27 @@ class _Axes(_Strict):
     schedule: ScheduleAxis | None = None
     seed: IntAxis | None = None
 
-    @field_validator("noise", "prior", "grid", "step", "T")
+    @field_validator("noise", "prior", "grid", "step", "T", "seed")
     @classmethod
     def _values(cls, v, info: ValidationInfo):
-        return _each(v, _AXIS_CHECKS[info.field_name])
+        name = info.field_name
+        _each(v, _AXIS_CHECKS[name])
+        _check_unique(v, name, _AXIS_KEYS.get(name, lambda x: x))
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedules(cls, v):
+        specs = _as_list(v)
+        n = sum(spec.count() for spec in specs)
+        if n > MAX_CELLS:
+            raise ValueError(f"the schedules expand to {n} schedules; the limit is {MAX_CELLS}")
+        seen: set[str] = set()
+        for sched in (s for spec in specs for s in spec.expand()):
+            if sched.label in seen:
+                raise ValueError(f"schedule {sched.label} is given twice; list each once")
+            seen.add(sched.label)
+        return v
 
 
 class Sweep(_Axes):
@@ -255,7 +344,8 @@ class Sweep(_Axes):
 class ExperimentConfig(_Strict):
     """A named experiment: metadata for the report plus its sweep blocks."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    name: Annotated[str, Field(max_length=MAX_NAME_LENGTH,
+                               pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     title: str = ""
     figure: str = ""
     section: Literal["paper", "extension", "custom"] = "custom"
@@ -264,7 +354,7 @@ class ExperimentConfig(_Strict):
     claim: str = ""
     #: how the report draws the experiment
     plot: Literal["process", "kl-vs-T", "families", "schedules"] = "kl-vs-T"
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     backend: Literal["auto", "dense", "fft"] = "auto"
     #: keep q_0..q_T and r_0..r_T of every cell (needed by process plots)
     keep_distributions: bool = False
@@ -341,10 +431,64 @@ def _effective_axes(sweep: Sweep, quick: _Axes | None) -> dict:
     return axes
 
 
+def _max_T(value: Any) -> int:
+    if isinstance(value, IntRange):
+        return max(value.start, value.stop)
+    return max(_as_list(value))
+
+
+def cell_bytes(space, T: int, backend: str) -> int:
+    """Peak memory of one cell (integer arithmetic, nothing built): the simulation keeps
+    q_0..q_T and r_0..r_T (``2 (T + 1) M`` float64 values, docs/design.md §2) and the
+    schedule's levels, plus its kernel: a dense M×M matrix with its per-axis offset tables
+    (``(D + 3) M²`` values, as :func:`~serialrepro.grid.kernels.check_dense_fits` counts)
+    or, on the FFT path, a complex spectrum and its transform buffer (``4 M`` values)."""
+    m = space.size
+    kernel = (space.dims + 3) * m * m * 8 if backend == "dense" else 4 * m * 8
+    return 2 * (T + 1) * m * 8 + kernel + 64 * T
+
+
+def check_cost(config: ExperimentConfig, quick: bool = False) -> int:
+    """Refuse, by arithmetic on the validated config alone, a sweep whose cells are too
+    many (:data:`MAX_CELLS`) or whose largest cell, or whose expansion, would not fit in
+    memory (:func:`serialrepro.budget.check_memory`). Returns the number of cells."""
+    total = 0
+    for i, sweep in enumerate(config.sweeps):
+        axes = _effective_axes(sweep, config.quick if quick else None)
+        n_sched = sum(spec.count() for spec in _as_list(axes["schedule"]))
+        n_seed = _axis_len(axes["seed"]) if axes["seed"] is not None else 1
+        n = (n_sched * n_seed * _axis_len(axes["T"]) * _axis_len(axes["prior"])
+             * _axis_len(axes["grid"]) * _axis_len(axes["noise"]) * _axis_len(axes["step"]))
+        total += n
+        if total > MAX_CELLS:
+            raise UserInputError(
+                f"{config.name}: the sweeps expand to more than {MAX_CELLS} cells "
+                f"(sweeps.{i} alone has {n}); give fewer axis values")
+        T = _max_T(axes["T"])
+        for grid in _as_list(axes["grid"]):
+            try:
+                space = parse_grid(grid)
+                backend = resolve_backend(space, config.backend)
+            except UserInputError as exc:
+                raise UserInputError(f"{config.name}: sweeps.{i} ({grid}): {exc}") from None
+            hint = "use a coarser grid (larger paper:H, smaller torus:N) or a smaller T"
+            if backend == "dense" and space.supports_fft:
+                hint = "use backend: fft (or auto) on this torus grid, " + hint
+            check_memory(f"{config.name}: sweeps.{i} (grid {space.label}, M={space.size} "
+                         f"points, T={T}, {backend} backend)", cell_bytes(space, T, backend),
+                         hint)
+        # the expanded cells hold their levels as Python floats (~32 bytes each)
+        check_memory(f"{config.name}: sweeps.{i} ({n} cells, T up to {T})",
+                     n * (32 * T + 2048), "give fewer axis values or a smaller T")
+    return total
+
+
 def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
     """Every cell of ``config`` in a fixed order (blocks in order; within a block the
-    product prior × grid × noise × step × schedule × seed × T). Levels are resolved and
-    checked against each family here, so bad values fail before anything runs."""
+    product prior × grid × noise × step × schedule × seed × T). The cost is checked by
+    arithmetic first (:func:`check_cost`); then levels are resolved and checked against
+    each family, so bad values fail before anything runs."""
+    check_cost(config, quick)
     cells: list[Cell] = []
     for i, sweep in enumerate(config.sweeps):
         axes = _effective_axes(sweep, config.quick if quick else None)
@@ -376,93 +520,10 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
 
 # -- loading -------------------------------------------------------------------------
 
-def _model_at(loc: Iterable) -> type[BaseModel] | None:
-    """Best effort: the config model that owns the location ``loc`` (for 'valid keys')."""
-    import typing
-
-    model: type[BaseModel] | None = ExperimentConfig
-    for part in loc:
-        if model is None:
-            return None
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            # pydantic puts union member names (e.g. 'ScheduleSpec', 'list[...]') in loc
-            continue
-        found = None
-        stack = [field.annotation]
-        while stack:
-            ann = stack.pop()
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                found = ann
-                break
-            stack.extend(typing.get_args(ann))
-        model = found
-    return model
-
-
-def _all_keys() -> set[str]:
-    keys: set[str] = set()
-    for model in (ExperimentConfig, Sweep, _Axes, ScheduleSpec, IntRange, FloatRange):
-        keys.update(model.model_fields)
-    return keys
-
-
-def _describe_type(msg: str) -> str:
-    text = msg.removeprefix("Input should be ")
-    m = re.match(r"a valid dictionary or instance of (\w+)", text)
-    if m:
-        return f"a mapping ({m.group(1)})"
-    return text
-
-
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    """All problems on one line, each with its key path.
-
-    Pydantic reports every alternative of a union (``T: 10`` or ``T: [..]`` or a range);
-    where one alternative got further (a deeper path, or a value check rather than a type
-    check) only its message is kept; where all failed on type, they are merged into one
-    "got X; expected A, B or C".
-    """
-    keys = _all_keys()
-    items = []
-    for err in exc.errors():
-        raw = list(err["loc"])
-        loc = [p for j, p in enumerate(raw) if isinstance(p, int) or p in keys
-               or (err["type"] == "extra_forbidden" and j == len(raw) - 1)]
-        items.append((tuple(loc), err))
-    paths = [loc for loc, _ in items]
-    groups: dict[tuple, list[dict]] = {}
-    for loc, err in items:
-        deeper = any(len(p) > len(loc) and p[:len(loc)] == loc for p in paths)
-        if deeper and err["type"].endswith(("_type", "_parsing")):
-            continue  # another union alternative went further: report that one
-        groups.setdefault(loc, []).append(err)
-    problems = []
-    for loc, errs in groups.items():
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        checks = [e for e in errs if not e["type"].endswith(("_type", "_parsing"))]
-        if not checks:
-            wanted = list(dict.fromkeys(_describe_type(e["msg"]) for e in errs))
-            got = errs[0].get("input")
-            expected = wanted[0] if len(wanted) == 1 else \
-                ", ".join(wanted[:-1]) + " or " + wanted[-1]
-            problems.append(f"{path}: got {got!r} ({type(got).__name__}); expected {expected}")
-            continue
-        for err in checks:
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                owner = _model_at(loc[:-1])
-                valid = ", ".join(owner.model_fields) if owner is not None else ""
-                msg = f"unknown key {loc[-1]!r}" + (f"; valid keys here: {valid}" if valid else "")
-            elif err["type"] == "missing":
-                msg = "required key is missing"
-            elif err["type"] == "too_short":
-                msg = "is empty; give at least one value"
-            problems.append(f"{path}: {msg}")
-    problems = list(dict.fromkeys(problems))
-    return f"invalid config {source}: " + "; ".join(problems)
+    """All problems on one line, each with its key path and truncated values
+    (:func:`serialrepro.configio.format_validation_error` on :class:`ExperimentConfig`)."""
+    return configio.format_validation_error(exc, source, ExperimentConfig)
 
 
 def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:

@@ -18,12 +18,29 @@ timesteps. The reverse steps are methods here (the maths), and the samplers in
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.models.noise import GeneratorLike, TensorFamily, append_dims, make_family
 from serialrepro.models.schedules import NoiseSchedule, make_schedule
+
+
+def check_eta(eta: float) -> float:
+    """DDIM's η (Song et al. 2021, eq. 16) as a float: finite and ≥ 0 (η = 0 is
+    deterministic, η = 1 has DDPM's variance; above 1 the deterministic part is clamped
+    at 0). NaN or infinity would make every sample NaN."""
+    try:
+        value = float(eta)
+    except (TypeError, ValueError):
+        raise UserInputError(f"eta {eta!r} is not a number; use a value ≥ 0 (0 = DDIM, "
+                             "1 = DDPM-like)") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise UserInputError(f"eta {eta!r} is invalid; it must be a finite number ≥ 0 "
+                             "(0 = DDIM, 1 = DDPM-like)")
+    return value
 
 PREDICTION_TYPES = ("eps", "x0")
 
@@ -148,6 +165,7 @@ class Diffusion:
     def ddim_step(self, model_output: Tensor, t: Tensor | int, x_t: Tensor,
                   generator: GeneratorLike = None, eta: float = 0.0) -> tuple[Tensor, Tensor]:
         """DDIM (Song et al. 2021, eq. 12): η = 0 deterministic, η = 1 DDPM-like."""
+        eta = check_eta(eta)
         x0 = self.predict_x0(model_output, t, x_t)
         n = x_t.ndim
         ac = self._at("alphas_cumprod", t, x_t)

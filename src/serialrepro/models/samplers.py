@@ -17,8 +17,8 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from serialrepro.errors import unknown_name
-from serialrepro.models.diffusion import Diffusion
+from serialrepro.errors import UserInputError, unknown_name
+from serialrepro.models.diffusion import Diffusion, check_eta
 from serialrepro.models.noise import GeneratorLike
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -54,6 +54,12 @@ def _run(step: StepFn, denoiser: Denoiser, x: Tensor, process: Diffusion,
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0_pred": x0, "x_prev": x_prev})
         x = x_prev
+    if not bool(torch.isfinite(x).all()):
+        # a NaN/inf model or input: refuse rather than hand back samples that score as data
+        bad = int((~torch.isfinite(x)).sum())
+        raise UserInputError(f"sampling produced {bad} non-finite values (NaN or infinity) "
+                             "in the final samples; check the model checkpoint and the "
+                             "starting point")
     traj.samples = x
     return traj
 
@@ -69,7 +75,7 @@ def ddim_sampler(denoiser: Denoiser, x: Tensor, process: Diffusion,
                  generator: GeneratorLike = None, callback: Callback | None = None,
                  keep_states: bool = False, eta: float = 0.0) -> Trajectory:
     """DDIM sampling (Song et al. 2021, eq. 12); η = 0 is deterministic."""
-    step = partial(process.ddim_step, eta=eta)
+    step = partial(process.ddim_step, eta=check_eta(eta))
     return _run(step, denoiser, x, process, generator, callback, keep_states)
 
 

@@ -1,0 +1,122 @@
+"""Refuse a request before allocating it: one cost estimate per command, checked here.
+
+A command that can be asked for more than the machine holds (a grid of 10¹⁸ points,
+T = 10⁹ steps, a batch of 2·10⁹ rows) must say so in one line *before* it builds
+anything, not die in the allocator minutes later or take the machine down with it.
+The pattern, for any command:
+
+1. Work out, by arithmetic on the validated options alone, how many bytes the largest
+   thing the command will hold at once needs (e.g. a grid cell keeps q_0..q_T and
+   r_0..r_T: ``2 · (T + 1) · M · 8`` bytes; a batch of a network needs
+   ``batch · width · 4`` bytes per layer). Use Python integers, which cannot overflow.
+2. Call :func:`check_memory` with a short description of the request, that estimate
+   and the option that changes it::
+
+       from serialrepro.budget import check_memory
+       check_memory(f"--n {n} samples of dimension {d}", n * d * 8, "lower --n")
+
+   It raises :class:`~serialrepro.errors.UserInputError` (exit code 2 through the CLI)
+   naming the request, the estimate and the limit, or returns the estimate.
+3. Do this before the first file is written and before any tensor is allocated.
+
+The limit is :func:`available_bytes`: a safety fraction (:data:`SAFETY_FRACTION`) of
+the memory the system reports available (``MemAvailable`` in ``/proc/meminfo``, or
+``sysconf`` elsewhere), no more than the process's address-space limit
+(``RLIMIT_AS``) where one is set. The environment variable
+``SERIALREPRO_MEMORY_LIMIT`` (bytes, or with a K/M/G/T suffix in powers of 1024)
+replaces it, so tests and shared machines can set a budget of their own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+from serialrepro.errors import UserInputError
+
+#: the environment variable that replaces the measured limit (bytes; K/M/G/T suffixes)
+MEMORY_LIMIT_ENV = "SERIALREPRO_MEMORY_LIMIT"
+#: fraction of the available memory a single request may claim (the rest is headroom for
+#: the interpreter, libraries and the temporaries of the computation itself)
+SAFETY_FRACTION = 0.8
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"1536M"``, ``"1.5G"``, ``"2000000"`` → bytes (suffixes in powers of 1024)."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", str(text))
+    if not m:
+        raise UserInputError(f"memory size {text!r} is invalid; give bytes, e.g. 2000000000, "
+                             "or a size with a K, M, G or T suffix, e.g. 1.5G")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def format_bytes(n: float) -> str:
+    """A byte count for people: ``1.5 GiB``, ``12 MiB``, ``8.7e+09 TiB``."""
+    if not math.isfinite(n):
+        return str(n)
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.3g} {unit}" if value < 1e6 else f"{value:.2g} {unit}"
+    return f"{int(n)} B"
+
+
+def _system_available() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform: no limit known
+        return 1 << 62
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def available_bytes() -> int:
+    """The most one request may claim: ``$SERIALREPRO_MEMORY_LIMIT`` if set, else
+    :data:`SAFETY_FRACTION` of the available memory, capped by ``RLIMIT_AS``."""
+    env = os.environ.get(MEMORY_LIMIT_ENV)
+    if env:
+        return parse_bytes(env)
+    limit = int(SAFETY_FRACTION * _system_available())
+    rlimit = _address_space_limit()
+    if rlimit is not None:
+        limit = min(limit, int(SAFETY_FRACTION * rlimit))
+    return limit
+
+
+def check_memory(request: str, bytes_needed: int | float, option_hint: str) -> int:
+    """Refuse ``request`` (e.g. ``"grid torus:100000, T=50"``) when ``bytes_needed``
+    exceeds :func:`available_bytes`; returns the estimate otherwise.
+
+    The error is one line: the request, the estimate, the limit and ``option_hint``, the
+    option that lowers the cost (e.g. ``"use a coarser grid or fewer steps"``). A
+    non-finite or negative estimate is a bug in the caller's arithmetic, not a user
+    error, and raises ``ValueError``.
+    """
+    if isinstance(bytes_needed, float) and not math.isfinite(bytes_needed):
+        raise ValueError(f"memory estimate for {request} is {bytes_needed!r}")
+    if bytes_needed < 0:
+        raise ValueError(f"memory estimate for {request} is negative: {bytes_needed!r}")
+    limit = available_bytes()
+    if bytes_needed > limit:
+        source = f"${MEMORY_LIMIT_ENV}" if os.environ.get(MEMORY_LIMIT_ENV) else "available"
+        raise UserInputError(
+            f"{request} needs about {format_bytes(bytes_needed)} of memory but the limit is "
+            f"{format_bytes(limit)} ({source}); {option_hint}")
+    return int(bytes_needed)
