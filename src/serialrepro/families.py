@@ -280,8 +280,11 @@ class Laplace(NoiseFamily):
 
     def unit_noise(self, shape, generator=None, dtype=torch.float32, device=None):
         u = torch.rand(tuple(shape), generator=generator, dtype=dtype, device=device) - 0.5
-        # inverse CDF of Laplace(0, 1/√2), which has unit variance
-        return -torch.sign(u) * torch.log1p(-2 * u.abs()) / math.sqrt(2.0)
+        # Inverse CDF of Laplace(0, 1/√2), which has unit variance, on the open interval:
+        # rand() can return 0, so u = −0.5 and log1p(−1) = −inf; 2|u| is clamped to the
+        # largest value below 1 in ``dtype`` (the draw is then finite by construction).
+        m = (2 * u.abs()).clamp(max=1.0 - torch.finfo(u.dtype).eps / 2)
+        return -torch.sign(u) * torch.log1p(-m) / math.sqrt(2.0)
 
 
 class Uniform(NoiseFamily):
@@ -337,7 +340,8 @@ class StudentT(NoiseFamily):
     def _chi_scale(self, shape, generator, dtype, device):
         nu = STUDENT_NU
         g = torch.randn((*shape, int(nu)), generator=generator, dtype=dtype, device=device)
-        return torch.sqrt((g * g).sum(-1) / nu)
+        # χ_ν/√ν is 0 only if all ν normals are exactly 0; bounded below so z / w is finite
+        return torch.sqrt((g * g).sum(-1) / nu).clamp(min=torch.finfo(dtype).eps)
 
     def sample(self, x, sigma, generator=None):
         nu = STUDENT_NU
