@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from serialrepro.budget import check_memory
 from serialrepro.errors import UserInputError
 from serialrepro.grid.priors import from_samples, gaussian_mixture
 from serialrepro.grid.space import GridSpace
@@ -60,23 +61,35 @@ class ParticlePrior(ABC):
                 f"the prior has dimension {self.dims} but the grid has {space.dims}")
 
 
+def _finite_tensor(value, what: str) -> Tensor:
+    """``value`` as a float64 tensor, refusing ragged nesting, non-numbers and NaN/inf
+    with one line naming ``what``."""
+    try:
+        t = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise UserInputError(f"{what} must be a regular (non-ragged) array of numbers: "
+                             f"{first}") from None
+    if not bool(torch.isfinite(t).all()):
+        raise UserInputError(f"{what} contain NaN or infinite values")
+    return t
+
+
 class PointSetPrior(ParticlePrior):
     """A weighted point set: p = Σ_j π_j δ(x − z_j)."""
 
     def __init__(self, points: Tensor, weights: Tensor | None = None):
-        pts = torch.as_tensor(points, dtype=torch.float64)
+        pts = _finite_tensor(points, "prior points")
         if pts.ndim == 1:
             pts = pts.unsqueeze(-1)
         if pts.ndim != 2 or pts.shape[0] == 0:
             raise UserInputError(f"prior points must have shape [P, D] with P ≥ 1; got "
                                  f"{tuple(pts.shape)}")
-        if not torch.isfinite(pts).all():
-            raise UserInputError("prior points contain NaN or infinite values")
         if weights is None:
             logw = torch.full((pts.shape[0],), -math.log(pts.shape[0]), dtype=pts.dtype,
                               device=pts.device)
         else:
-            w = torch.as_tensor(weights, dtype=pts.dtype, device=pts.device)
+            w = _finite_tensor(weights, "prior weights").to(pts.device)
             if w.shape != (pts.shape[0],) or (w < 0).any() or not w.sum() > 0:
                 raise UserInputError(
                     f"prior weights must be {pts.shape[0]} non-negative numbers, not all zero")
@@ -103,7 +116,7 @@ class GridDensityPrior(ParticlePrior):
     """A density p on the points of a grid; the support is the points with p > 0."""
 
     def __init__(self, space: GridSpace, density: Tensor):
-        density = torch.as_tensor(density, dtype=torch.float64)
+        density = _finite_tensor(density, "prior density values")
         if tuple(density.shape) != space.shape:
             raise UserInputError(f"prior density shape {tuple(density.shape)} does not match "
                                  f"the grid {space.shape}")
@@ -144,13 +157,13 @@ class GaussianMixturePrior(ParticlePrior):
 
     def __init__(self, means, covs, weights=None, n_support: int = 4096,
                  support_seed: int = 0):
-        m = torch.as_tensor(means, dtype=torch.float64)
+        m = _finite_tensor(means, "mixture means")
         if m.ndim == 1:
             m = m.unsqueeze(-1)
         if m.ndim != 2 or m.shape[0] == 0:
             raise UserInputError(f"mixture means must have shape [K, D]; got {tuple(m.shape)}")
         k, d = m.shape
-        c = torch.as_tensor(covs, dtype=torch.float64)
+        c = _finite_tensor(covs, "mixture covariances")
         if c.ndim <= 1:
             c = c.reshape(-1, 1, 1) * torch.eye(d, dtype=torch.float64)
             if c.shape[0] == 1:
@@ -161,18 +174,23 @@ class GaussianMixturePrior(ParticlePrior):
         if weights is None:
             w = torch.full((k,), 1.0 / k, dtype=torch.float64)
         else:
-            w = torch.as_tensor(weights, dtype=torch.float64)
+            w = _finite_tensor(weights, "mixture weights")
             if w.shape != (k,) or (w < 0).any() or not w.sum() > 0:
                 raise UserInputError(f"mixture weights must be {k} non-negative numbers, "
                                      "not all zero")
             w = w / w.sum()
+        if not torch.allclose(c, c.transpose(-1, -2), rtol=1e-10, atol=1e-12):
+            raise UserInputError("mixture covariances must be symmetric (C = Cᵀ)")
         try:
             self.chol = torch.linalg.cholesky(c)
         except RuntimeError:
-            raise UserInputError("mixture covariances must be symmetric positive definite"
-                                 ) from None
+            raise UserInputError("mixture covariances must be symmetric positive definite "
+                                 "(one is singular or has a negative eigenvalue)") from None
         if int(n_support) < 1:
             raise UserInputError(f"n_support must be ≥ 1, got {n_support!r}")
+        # the support and its posterior weights are [n_support, D] and [n_support, K]
+        check_memory(f"n_support {int(n_support)}", 8 * int(n_support) * (d + k + 4),
+                     "lower n_support")
         self.means, self.covs, self.weights = m, c, w
         self.dims = d
         self.n_support = int(n_support)

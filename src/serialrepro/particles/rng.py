@@ -54,5 +54,6 @@ def gumbel_argmax(log_weights: torch.Tensor, generator: torch.Generator) -> torc
                    device=log_weights.device)
     # −log(−log u), with u kept away from 0 and 1
     tiny = torch.finfo(log_weights.dtype).tiny
-    g = -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-16)))
+    eps = torch.finfo(log_weights.dtype).eps
+    g = -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - eps / 2)))
     return torch.argmax(log_weights + g, dim=-1)
