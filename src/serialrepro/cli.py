@@ -1,18 +1,30 @@
 """The ``serialrepro`` command line.
 
 Each subsystem registers its commands from its own module (``register(app)``), so the
-entry point stays a thin index. Every :class:`~serialrepro.errors.UserInputError`
-becomes a one-line message on stderr and exit code 2.
+entry point stays a thin index that imports no torch: ``serialrepro --help`` and every
+``COMMAND --help`` stay fast.
+
+Errors: click (typer's bundled copy or the standalone package, whichever this typer
+uses) runs in standalone mode, so every usage error — unknown option or command, a
+missing or badly typed value, a value given to a flag — is handled by the same click
+that raised it: its usage line, one error line and exit code 2. Every
+:class:`~serialrepro.errors.UserInputError` raised inside a command becomes
+``error: <message>`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
 
 from serialrepro.errors import UserInputError
+
+#: The one thread setting (``serialrepro --threads N`` or this variable), read by every
+#: command and passed on to worker processes.
+THREADS_ENV = "SERIALREPRO_THREADS"
 
 app = typer.Typer(
     name="serialrepro",
@@ -21,27 +33,52 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: no rich markup (``A:B:T`` would render as an emoji code), no
+    # ``<bool>`` placeholders on flags.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def resolve_threads(value: int | None = None) -> int:
+    """Thread count: ``value``, else $SERIALREPRO_THREADS, else $OMP_NUM_THREADS, else 1."""
+    if value is not None:
+        return int(value)
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        text = os.environ.get(name, "").strip()
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    return 1
+
+
+def apply_threads(threads: int) -> None:
+    """Make torch use ``threads`` intra-op threads, without importing it.
+
+    Before torch's first import the OpenMP variables decide its default (torch reads them
+    when it starts); if torch is already loaded (tests, embedding) it is set directly.
+    Worker processes inherit the variables.
+    """
+    os.environ[THREADS_ENV] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 @app.callback()
 def _global_options(
     threads: int = typer.Option(
-        None, "--threads", min=1, envvar="SERIALREPRO_THREADS",
-        help="torch intra-op threads (default 1, or OMP_NUM_THREADS when set). Grid "
-        "distributions are small: on a 2-core machine with any other load, 2 threads ran "
-        "the engine 10-70× slower than 1 (benchmarks/README.md).",
+        None, "--threads", min=1, envvar=THREADS_ENV, show_default=False,
+        help="torch intra-op threads for this command and each worker process it starts "
+        "(default 1, or $OMP_NUM_THREADS when set). Grid distributions are small: on a "
+        "2-core machine with any other load, 2 threads ran the engine 10-70x slower than 1 "
+        "(benchmarks/README.md).",
     ),
 ) -> None:
-    """Set torch's thread count before any command runs."""
-    import os
-
-    import torch
-
-    if threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        threads = int(env) if env.isdigit() and int(env) > 0 else 1
-    torch.set_num_threads(threads)
+    """Diffusion as serial reproduction: exact grid simulations, experiments, trained models
+    and serial-reproduction chains."""
+    apply_threads(resolve_threads(threads))
 
 
 # Modules that define ``register(app: typer.Typer) -> None``.
@@ -56,25 +93,10 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
-def main() -> None:
-    """Console-script entry point: run the app, turning user errors into exit code 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: click handles usage errors (exit 2), we handle user errors."""
     try:
-        app(standalone_mode=False)
+        app(args=argv, prog_name="serialrepro", standalone_mode=True)
     except UserInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.UsageError):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
