@@ -20,6 +20,7 @@ from serialrepro.chains.display import (
     identity_scramble_check,
     match_items,
     mean_jump,
+    track_displays,
 )
 from serialrepro.errors import UserInputError
 
@@ -267,3 +268,22 @@ def test_table_displays_feed_display_stats(tmp_path):
     assert len(np.unique(cluster)) == 10
     ref = _stats(pos, 0)
     assert np.allclose(got["dispersion"], ref["dispersion"])
+
+
+def test_tracks_to_displays_agree_with_the_table(tmp_path):
+    """The route for model chains: tracks [C, I, D] + each track's chain give the same
+    displays (and clusters) as the loaded table."""
+    rng = np.random.default_rng(4)
+    pos = _compacting(rng, 8, 5, 4, 0.8, 1.0)
+    t = _table(pos, tmp_path)
+    its, _, states = t.by_iteration()
+    states[0, 2] = np.nan  # a missing response
+    v, disp, it, track = track_displays(states, t.chain_index, its)
+    assert len(v) == 8 * 5 * 4 - 1 and np.array_equal(t.chain_index[track] * 5 + it, disp)
+    got = display_stats(v, disp, it, 100, 3, cluster=t.cluster_codes[track])
+    v2, d2, i2, c2 = t.displays()
+    full = display_stats(v2, d2, i2, 100, 3, cluster=c2)
+    assert np.allclose(got["dispersion"].iloc[[0, 1, 3, 4]], full["dispersion"].iloc[[0, 1, 3, 4]])
+    assert got["n_displays"].tolist() == [8] * 5
+    with pytest.raises(UserInputError, match="chain_index has shape"):
+        track_displays(states, t.chain_index[:3], its)

@@ -100,7 +100,10 @@ def match_items(table: ChainTable) -> ItemMatch:
             continue
         cost = _distance(v[ps:pe, None, :], v[None, s:e, :], table.period)
         rows, cols = linear_sum_assignment(cost)
-        label = np.array([f"{it}@{its[s]}" for it in items[s:e]], dtype=object)
+        if len(cols) == e - s:
+            label = np.empty(e - s, dtype=object)
+        else:  # more items than before: the unassigned ones start new identities
+            label = np.array([f"{it}@{its[s]}" for it in items[s:e]], dtype=object)
         label[cols] = new[ps:pe][rows]
         new[s:e] = label
     f[ITEM] = new
@@ -131,6 +134,34 @@ def identity_scramble_check(table: ChainTable, threshold: float = SCRAMBLE_RATIO
 
 
 # -- display statistics --------------------------------------------------------------------
+
+
+def track_displays(states: np.ndarray, chain_index: np.ndarray,
+                   iterations: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tracks [C, I, D] (one per chain key, NaN where missing; e.g.
+    :meth:`ChainTable.by_iteration` or a model's simulated chains) to display rows.
+
+    ``chain_index`` [C] is each track's chain (:attr:`ChainTable.chain_index`, subset as the
+    tracks are); tracks of one chain at one iteration form a display. Returns
+    (values [N, D], display id [N], iteration [N], track index [N] into C), NaN rows left
+    out; the inputs of :func:`display_stats` (clusters: ``table.cluster_codes[track]``)."""
+    states = np.asarray(states, dtype=np.float64)
+    if states.ndim == 2:
+        states = states[..., None]
+    c, n_it, _ = states.shape
+    chain_index = np.asarray(chain_index, dtype=np.int64)
+    if chain_index.shape != (c,):
+        raise UserInputError(f"chain_index has shape {chain_index.shape}; expected ({c},) for "
+                             f"{c} tracks")
+    its = np.arange(n_it) if iterations is None else np.asarray(iterations)
+    if its.shape != (n_it,):
+        raise UserInputError(f"{len(its)} iterations for tracks of {n_it} iterations")
+    track, step = np.divmod(np.arange(c * n_it), n_it)
+    flat = states.reshape(c * n_it, -1)
+    ok = np.isfinite(flat).all(axis=1)
+    display = chain_index[track] * n_it + step
+    return flat[ok], display[ok], its[step[ok]], track[ok]
 
 
 def _per_display(values: np.ndarray, d: np.ndarray, n_disp: int, period: float | None,
