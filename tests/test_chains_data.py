@@ -366,3 +366,27 @@ def test_many_duplicates_and_gaps_load_quickly(tmp_path):
         load_chains(path, ["x"])
     assert str(err.value).startswith("200000 (chain, item, iteration) group(s) repeat with "
                                      "different values") and len(str(err.value)) < 400
+
+
+def test_json_stimulus_column_and_capped_warnings(tmp_path):
+    """PsyNet-like: 'definition' (shown) and 'answer' (response) are JSON lists; many bad
+    rows give MAX_LISTED warnings and one count."""
+    rows = []
+    for net in range(3):
+        prev = [float(net), 0.0]
+        for deg in range(1, 4):
+            ans = [prev[0] + 0.1, prev[1] - 0.1]
+            rows.append({"network_id": net, "degree": deg, "definition": json.dumps(prev),
+                         "answer": json.dumps(ans)})
+            prev = ans
+    rows += [{"network_id": 9, "degree": d, "definition": "[0, 0]", "answer": "oops"}
+             for d in range(30)]
+    path = tmp_path / "p.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    t = load_chains(path, ["x", "y"], "network_id", "degree", json_col="answer",
+                    stimulus_cols=["definition"])
+    assert t.report.seeds_added == 3 and t.report.stimulus_mismatches == 0
+    assert t.report.stimulus_checked == 6
+    assert np.allclose(t.by_iteration()[2][:, 0], [[0, 0], [1, 0], [2, 0]])
+    w = t.report.warnings
+    assert len(w) == MAX_LISTED + 1 and w[-1] == "… 10 more rows skipped for the same reason"
