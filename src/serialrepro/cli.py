@@ -69,7 +69,7 @@ def apply_threads(threads: int) -> None:
 @app.callback()
 def _global_options(
     threads: int = typer.Option(
-        None, "--threads", min=1, envvar=THREADS_ENV, show_default=False,
+        None, "--threads", min=1, envvar=THREADS_ENV, show_default=False, metavar="N",
         help="torch intra-op threads for this command and each worker process it starts "
         "(default 1, or $OMP_NUM_THREADS when set). Grid distributions are small: on a "
         "2-core machine with any other load, 2 threads ran the engine 10-70x slower than 1 "
@@ -95,8 +95,17 @@ for _name in _COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: click handles usage errors (exit 2), we handle user errors."""
+    saved = {k: os.environ.get(k) for k in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     try:
         app(args=argv, prog_name="serialrepro", standalone_mode=True)
     except UserInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    finally:
+        # the thread setting belongs to this command (and its workers), not to a caller
+        # that runs several commands in one process
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -10,7 +10,6 @@ from serialrepro.errors import UserInputError
 
 _WORKERS_HELP = "run cells on a local process pool of N worker processes"
 _SCHEDULER_HELP = "run cells on an existing Dask cluster, e.g. tcp://HOST:PORT"
-_THREADS_HELP = "torch threads per cell (cells are small: 1 is fastest unless grids are large)"
 
 
 def _finish(outcome, quiet: bool) -> None:
@@ -35,10 +34,10 @@ def reproduce_command(
     skip_fig4: bool = typer.Option(False, "--skip-fig4", help="do not train/evaluate the "
                                    "Figure 4 model"),
     seed: int = typer.Option(0, "--seed", help="seed for the Figure 4 run"),
-    threads: int = typer.Option(1, "--threads", min=1, help=_THREADS_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
 ) -> None:
     """Every simulation figure of the paper, the extensions and Figure 4, in one report."""
+    from serialrepro.cli import resolve_threads
     from serialrepro.experiments.catalog import reproduce_configs
     from serialrepro.experiments.pipeline import default_out_dir, python_argv, run_experiments
 
@@ -47,7 +46,7 @@ def reproduce_command(
     outcome = run_experiments(
         configs, out_dir, quick=quick, workers=workers, scheduler=scheduler,
         progress=not no_progress, fig4=not skip_fig4, seed=seed, argv=python_argv(),
-        threads=threads,
+        threads=resolve_threads(),
         title="Analyzing Diffusion as Serial Reproduction: reproduction report"
               + (" (quick)" if quick else ""))
     _finish(outcome, quiet=False)
@@ -81,10 +80,10 @@ def run_command(
     workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
     scheduler: str | None = typer.Option(None, "--scheduler", help=_SCHEDULER_HELP),
     quick: bool = typer.Option(False, "--quick", help="apply the config's quick override"),
-    threads: int = typer.Option(1, "--threads", min=1, help=_THREADS_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
 ) -> None:
     """Run a sweep from a config: resumable cells, table, figures and an HTML report."""
+    from serialrepro.cli import resolve_threads
     from serialrepro.experiments.pipeline import python_argv, run_experiments
 
     cfgs = _resolve_configs(config)
@@ -93,7 +92,8 @@ def run_command(
     title = cfgs[0].title or name if len(cfgs) == 1 else None
     outcome = run_experiments(cfgs, out_dir, quick=quick, workers=workers, scheduler=scheduler,
                               progress=not no_progress, fig4=None, seed=cfgs[0].seed,
-                              argv=python_argv(), title=title, threads=threads)
+                              argv=python_argv(), title=title,
+                              threads=resolve_threads())
     _finish(outcome, quiet=False)
 
 

@@ -60,16 +60,38 @@ def check_output_path(path: Path, suffixes=FIGURE_SUFFIXES) -> Path:
     return path
 
 
+#: Other names accepted for a step: ``reproduction`` is what ``sample --sampler`` used to call
+#: the serial-reproduction step; ``serial`` is the one name now.
+STEP_ALIASES = {"reproduction": "serial"}
+#: Values of the option-like choices of ``simulate`` (tests check them against the registries).
+PRIOR_HELP = "the data distribution: swiss-roll, three-modes, or image:PATH (a greyscale image)"
+STEP_HELP = ("the reverse step: serial (the paper's serial-reproduction step: re-noise with "
+             "K_t, then reconstruct with prior q_(t-1)) or ancestral (reconstruct only, "
+             "DDPM without the extra noise)")
+
+
 def simulate_command(
-    prior: str = typer.Option("swiss-roll", help="swiss-roll, three-modes or image:PATH"),
-    noise: str = typer.Option("gaussian", help="noise family (see `serialrepro families`)"),
-    sigmas: str = typer.Option("0.01:0.05:12", help="A:B:T (T levels from A to B) or a comma list"),
-    grid: str = typer.Option("paper:0.04", help="paper:H (the authors' grid) or torus:N"),
-    dims: int = typer.Option(2, help="grid dimension for torus grids: 1, 2 or 3"),
-    step: str = typer.Option("serial", help="serial (re-noise then reconstruct) or ancestral"),
-    backend: str = typer.Option("auto", help="auto, dense or fft"),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
-    figure: Path | None = typer.Option(None, help="write forward/reverse rows to this PNG/PDF/SVG"),
+    prior: str = typer.Option("swiss-roll", "--prior", metavar="NAME", help=PRIOR_HELP),
+    noise: str = typer.Option("gaussian", "--noise", "--family", metavar="FAMILY",
+                              help="noise family of the forward kernels (list: `serialrepro "
+                              "families`; --family is an alias)"),
+    sigmas: str = typer.Option("0.01:0.05:12", "--sigmas", metavar="A:B:T|LIST",
+                               help="noise levels: A:B:T (T levels linearly spaced from A to "
+                               "B) or a comma list such as 0.02,0.04,0.08"),
+    grid: str = typer.Option("paper:0.04", "--grid", metavar="paper:H|torus:N",
+                             help="paper:H (the authors' grid, spacing H, both endpoints) or "
+                             "torus:N (N points per axis, FFT-ready)"),
+    dims: int = typer.Option(2, "--dims", metavar="D",
+                             help="grid dimension of torus grids: 1, 2 or 3"),
+    step: str = typer.Option("serial", "--step", metavar="STEP", help=STEP_HELP),
+    backend: str = typer.Option("auto", "--backend", metavar="NAME",
+                                help="kernel arithmetic: auto (fft on torus grids, else "
+                                "dense), dense (M x M matrices) or fft (torus grids only)"),
+    device: str = typer.Option("cpu", "--device", metavar="DEVICE",
+                               help="torch device: cpu, cuda or cuda:N"),
+    figure: Path | None = typer.Option(None, "--figure", metavar="FILE",
+                                       help="also draw the forward and reverse rows to this "
+                                       ".png, .pdf or .svg file"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object with the scores"),
 ) -> None:
     """Run the exact optimal-diffusion simulation of the paper and print its scores."""
@@ -81,6 +103,7 @@ def simulate_command(
     from serialrepro.grid.space import parse_grid
 
     # Validate everything before any work.
+    step = STEP_ALIASES.get(step, step)
     levels = parse_sigmas(sigmas)
     family = get_family(noise)
     get_sampler(step)
@@ -119,12 +142,52 @@ def simulate_command(
         typer.echo(f"figure written to {figure}")
 
 
-def families_command() -> None:
-    """List the noise families with what their level σ means."""
-    from serialrepro.families import FAMILIES
+def family_table() -> list[dict[str, str]]:
+    """One row per noise family of either registry, with the representations it offers.
 
-    for name, fam in FAMILIES.items():
-        typer.echo(f"{name:13s} {fam.description}")
+    Derived from :data:`serialrepro.families.FAMILIES` (grid kernels and continuous
+    sample/log-density, unit-variance noise for VP processes) and
+    :data:`serialrepro.models.noise.TENSOR_FAMILIES` (forward corruptions for trained
+    models), so a family added to either shows up here.
+    """
+    from serialrepro.families import FAMILIES, NoiseFamily
+    from serialrepro.models.noise import TENSOR_FAMILIES
+
+    rows = []
+    for name in list(FAMILIES) + [n for n in TENSOR_FAMILIES if n not in FAMILIES]:
+        fam, tensor = FAMILIES.get(name), TENSOR_FAMILIES.get(name)
+        grid = fam is not None and type(fam).grid_parts is not NoiseFamily.grid_parts
+        cont = fam is not None and type(fam).sample is not NoiseFamily.sample
+        if tensor is None:
+            trained = "-"
+        else:
+            trained = "eps or x0" if tensor.variance_preserving else "x0"
+            if tensor.images_only:
+                trained += ", images"
+        rows.append({
+            "family": name, "grid": "yes" if grid else "-",
+            "continuous": ("yes" + (", unit noise" if fam.has_unit_noise else "")) if cont
+            else "-",
+            "trained": trained,
+            "description": fam.description if fam is not None else tensor.description,
+        })
+    return rows
+
+
+def families_command() -> None:
+    """List every noise family with the representations it offers.
+
+    grid: a Markov kernel on grids (simulate, run, chains); continuous: sampling and
+    log-density in continuous space (chains, particles; "unit noise": an additive
+    unit-variance form); trained: a forward process for train/sample (eps or x0 prediction;
+    x0-only families sample with the serial or cold sampler).
+    """
+    rows = family_table()
+    cols = ("family", "grid", "continuous", "trained")
+    width = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    typer.echo("  ".join(c.ljust(width[c]) for c in cols) + "  description")
+    for r in rows:
+        typer.echo("  ".join(r[c].ljust(width[c]) for c in cols) + "  " + r["description"])
 
 
 def register(app: typer.Typer) -> None:
