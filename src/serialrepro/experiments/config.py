@@ -304,6 +304,8 @@ class _Axes(_Strict):
     @field_validator("noise", "prior", "grid", "step", "T", "seed")
     @classmethod
     def _values(cls, v, info: ValidationInfo):
+        if v is None:  # unset (an explicit null): the default applies, or it is required
+            return v
         name = info.field_name
         _each(v, _AXIS_CHECKS[name])
         _check_unique(v, name, _AXIS_KEYS.get(name, lambda x: x))
@@ -312,6 +314,8 @@ class _Axes(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedules(cls, v):
+        if v is None:
+            return v
         specs = _as_list(v)
         n = sum(spec.count() for spec in specs)
         if n > MAX_CELLS:
