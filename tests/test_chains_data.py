@@ -357,6 +357,9 @@ def test_many_duplicates_and_gaps_load_quickly(tmp_path):
                           "x": np.r_[np.zeros(4 * n), np.ones(4 * n)]})
     path = tmp_path / "big.parquet"
     frame.to_parquet(path)
+    halves = tmp_path / "halves.parquet"  # its stored index repeats every label
+    pd.concat([frame.iloc[: 4 * n], frame.iloc[: 4 * n]]).to_parquet(halves)
+    assert load_chains(halves, ["x"]).report.rows_kept == 4 * n
     t = load_chains(path, ["x"], duplicates="mean")
     assert t.report.chains == n and np.allclose(t.values(), 0.5)
     assert len(t.report.warnings) <= MAX_LISTED + 2

@@ -400,7 +400,7 @@ def load_chains(
     if not (math.isfinite(stimulus_tol) and stimulus_tol >= 0):
         raise UserInputError(f"stimulus tolerance {stimulus_tol!r} must be a number ≥ 0")
 
-    raw = _read(path)
+    raw = _read(path).reset_index(drop=True)  # a Parquet index may repeat labels
     if rename:
         missing = [c for c in rename if c not in raw.columns]
         if missing:
