@@ -64,16 +64,23 @@ def test_fid_of_real_digits_is_far_below_noise(tmp_path):
     # the cache returns the same network
     again = cached_classifier(tmp_path, d.train, d.train_labels, steps=150)
     assert torch.equal(again(d.test[:5]), clf(d.test[:5]))
-    with pytest.warns(UserWarning, match="biased"):
-        ev = FIDEvaluator(clf, d.test[:400])
-        real = ev(d.train[:400])
-        noise = ev(torch.rand(400, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    ev = FIDEvaluator(clf, d.test[:400], n_real_available=d.test.shape[0])
+    real = ev(d.train[:400])
+    noise = ev(torch.rand(400, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     assert real.fid < noise.fid / 10, (real.fid, noise.fid)
     assert real.kid < noise.kid / 10
-    assert real.n_real == real.n_fake == 400 and real.warning
+    # 139 more held-out images exist, so the warning asks for them
+    assert real.n_real == real.n_fake == 400 and "≥ 539 real (of 539)" in real.warning
+    # all held-out images and as many generated ones: nothing more to ask for
+    assert FIDEvaluator(clf, d.test)(d.train[:539]).warning is None
 
 
 def test_fid_warning_threshold():
     assert fid_warning(10000, 10000, 64) is None
-    with pytest.warns(UserWarning):
-        assert "640" in fid_warning(500, 10000, 64)
+    assert "≥ 640 real (of 5000)" in fid_warning(500, 10000, 64, n_real_available=5000)
+    assert "640 generated" in fid_warning(5000, 500, 64, n_real_available=5000)
+    # fewer real images than 640 exist (digits: 539 held out): warn only below that count
+    assert fid_warning(539, 1000, 64, n_real_available=539) is None
+    assert fid_warning(539, 539, 64) is None
+    msg = fid_warning(539, 300, 64, n_real_available=539)
+    assert "≥ 539 generated" in msg and "real (of" not in msg

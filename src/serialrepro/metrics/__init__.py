@@ -1,5 +1,11 @@
 """Sample-based metrics: distances between point clouds, FID/KID with a local feature net."""
 
-from serialrepro.metrics.sample import energy_distance, grid_kl_bits, mmd, sliced_wasserstein
+from serialrepro.metrics.sample import (
+    distance_scores,
+    energy_distance,
+    grid_kl_bits,
+    mmd,
+    sliced_wasserstein,
+)
 
-__all__ = ["energy_distance", "grid_kl_bits", "mmd", "sliced_wasserstein"]
+__all__ = ["distance_scores", "energy_distance", "grid_kl_bits", "mmd", "sliced_wasserstein"]

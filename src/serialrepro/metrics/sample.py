@@ -82,3 +82,14 @@ def grid_kl_bits(samples: Tensor, data: Tensor, bins: int = 32,
     p = histogram2d(samples, bins, *bounds)
     q = histogram2d(data.to(samples.device), bins, *bounds)
     return float(kl_bits(p, q))
+
+
+def distance_scores(x: Tensor, ref: Tensor, seed: int = 0) -> dict[str, float]:
+    """Every distance of this module between ``x`` and ``ref`` (sliced Wasserstein's
+    directions from ``seed``; grid KL only for 2-D points)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {"energy_distance": energy_distance(x, ref), "mmd": mmd(x, ref),
+           "sliced_wasserstein": sliced_wasserstein(x, ref, generator=g)}
+    if x.shape[-1] == 2 and x.ndim == 2:
+        out["grid_kl_bits"] = grid_kl_bits(x, ref)
+    return out

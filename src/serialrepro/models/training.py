@@ -168,6 +168,10 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
                 save()
     if not ckpt_path.exists():
         save()
+    from serialrepro.models.previews import write_loss_curve
+
+    write_loss_curve(run_dir, losses, title=f"{config.dataset} · {config.family} noise · "
+                     f"{config.num_timesteps} timesteps · batch {config.batch_size}")
     ema.eval()
     return TrainedModel(config, ema, process, data.data_shape, step, losses)
 
@@ -217,6 +221,33 @@ def _progress(enabled: bool):
                     TimeRemainingColumn(), disable=not enabled, transient=False)
 
 
+#: The command line's name for each sampler of :data:`serialrepro.models.samplers.SAMPLERS`
+#: where it differs: the serial-reproduction step is ``serial`` everywhere (``simulate
+#: --step serial``), and the registry's ``reproduction`` stays accepted as an alias.
+SAMPLER_PUBLIC_NAMES = {"reproduction": "serial"}
+
+
+def sampler_names() -> list[str]:
+    """The sampler names a user may give (``auto`` included), in the registry's order."""
+    from serialrepro.models.samplers import SAMPLERS
+
+    return ["auto", *(SAMPLER_PUBLIC_NAMES.get(k, k) for k in SAMPLERS)]
+
+
+def resolve_sampler(name: str, variance_preserving: bool) -> str:
+    """The registry key of a user's sampler name; ``auto`` is DDPM for variance-preserving
+    families and the serial-reproduction step otherwise."""
+    from serialrepro.errors import unknown_name
+    from serialrepro.models.samplers import SAMPLERS
+
+    if name == "auto":
+        return "ddpm" if variance_preserving else "reproduction"
+    key = {v: k for k, v in SAMPLER_PUBLIC_NAMES.items()}.get(name, name)
+    if key not in SAMPLERS:
+        raise unknown_name("sampler", name, sampler_names())
+    return key
+
+
 def sample_from(trained: TrainedModel, n: int, sampler: str = "auto", stride: int = 1,
                 seed: int = 0, per_sample_seeds: bool = False, batch_size: int = 1000,
                 device: torch.device | str | None = None, respace: str = "recompute",
@@ -224,16 +255,14 @@ def sample_from(trained: TrainedModel, n: int, sampler: str = "auto", stride: in
     """Draw ``n`` samples from a trained model with a named sampler on a strided schedule.
 
     ``sampler="auto"`` uses DDPM ancestral sampling for variance-preserving families and
-    the serial-reproduction step otherwise. With ``per_sample_seeds`` sample i comes from
-    seed + i alone, whatever the batch size (EDM's convention). ``respace`` is
-    ``"recompute"`` (betas recomputed for the stride) or ``"naive"`` (the T-step tables
-    kept: naive striding, see :mod:`serialrepro.models.schedules`).
+    the serial-reproduction step (``serial``, alias ``reproduction``) otherwise. With
+    ``per_sample_seeds`` sample i comes from seed + i alone, whatever the batch size (EDM's
+    convention). ``respace`` is ``"recompute"`` (betas recomputed for the stride) or
+    ``"naive"`` (the T-step tables kept: naive striding, see :mod:`serialrepro.models.schedules`).
     """
     from serialrepro.models.samplers import get_sampler
 
-    if sampler == "auto":
-        sampler = "ddpm" if trained.process.family.variance_preserving else "reproduction"
-    fn = get_sampler(sampler)
+    fn = get_sampler(resolve_sampler(sampler, trained.process.family.variance_preserving))
     dev = next(trained.denoiser.parameters()).device if device is None else torch.device(device)
     process = trained.process.respace(stride, respace)
     out: list[Tensor] = []
