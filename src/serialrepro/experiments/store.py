@@ -95,7 +95,7 @@ class CellStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        #: key → why its stored file was not trusted (it is recomputed)
+        #: key → why its stored file was not trusted in this run (it was recomputed)
         self.rejected: dict[str, str] = {}
         self._warned = False
         atomic.sweep_temp_files(self.root)
@@ -161,7 +161,6 @@ class CellStore:
         record["checksum"] = record_checksum(record)
         atomic.write_text(self.json_path(key), json.dumps(record, indent=1, sort_keys=True,
                                                           allow_nan=False))
-        self.rejected.pop(key, None)
 
     def read_arrays(self, key: str) -> dict[str, np.ndarray]:
         # allow_pickle=False: these files could have been replaced by anyone
