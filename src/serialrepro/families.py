@@ -116,9 +116,11 @@ class NoiseFamily(ABC):
         """The circulant part of :meth:`grid_parts` in separable (Kronecker) form, or None.
 
         ``d`` holds the minimum-image offsets along one axis, shape [n, n] (rows y,
-        columns x); every axis of a grid has the same ones. A family whose weights factor
-        over axes returns terms (w_k, f_k) such that the circulant part equals
-        Σ_k w_k · f_k ⊗ f_k ⊗ … (one factor per axis), i.e.
+        columns x), or [n, 1] (the column x = 0 only: the FFT backend builds circulant
+        kernels from it); every axis of a grid has the same ones. Work elementwise in
+        ``d``, normalise over dim 0, and let σ be a 0-d tensor (for gradients in σ).
+        A family whose weights factor over axes returns terms (w_k, f_k) such that the
+        circulant part equals Σ_k w_k · f_k ⊗ f_k ⊗ … (one factor per axis), i.e.
         weight(y | x) = Σ_k w_k Π_axis f_k[y_axis, x_axis]. The dense backend then builds
         the M×M matrix with one Kronecker product instead of evaluating the family at
         M² offsets, and column entropies cost O(n²). Families that do not factor
@@ -500,7 +502,8 @@ class _Fade(NoiseFamily):
         return [(1.0 - sigma, torch.exp(_gauss_log([d], FADE_WIDTH)))]
 
     def grid_rank_one_coef(self, sigma):
-        return float(sigma)
+        # σ as given (a tensor level stays one, so fade kernels are differentiable in it)
+        return sigma
 
     @abstractmethod
     def _sample_target(self, shape, generator, dtype, device) -> Tensor: ...

@@ -42,12 +42,13 @@ class GridKernel(ABC):
         self.sigma = sigma
 
     @abstractmethod
-    def apply(self, p: Tensor) -> Tensor:
-        """K p: push a distribution (or batch) through the noise."""
+    def apply(self, p: Tensor, out: Tensor | None = None) -> Tensor:
+        """K p: push a distribution (or batch) through the noise (into ``out`` if given,
+        a tensor of p's shape, e.g. a slot of a preallocated trajectory)."""
 
     @abstractmethod
-    def apply_t(self, v: Tensor) -> Tensor:
-        """Kᵀ v: pull a function of y back to a function of x."""
+    def apply_t(self, v: Tensor, out: Tensor | None = None) -> Tensor:
+        """Kᵀ v: pull a function of y back to a function of x (into ``out`` if given)."""
 
     @abstractmethod
     def matrix(self) -> Tensor:
@@ -56,6 +57,11 @@ class GridKernel(ABC):
     @abstractmethod
     def column_entropy_bits(self) -> Tensor:
         """H(K(· | x)) in bits for every x, shape ``space.shape``."""
+
+    def constant_column_entropy_bits(self) -> Tensor | None:
+        """H(K(·|x)) in bits as a 0-d tensor when it is the same for every x (circulant
+        kernels), else None; H(Y|X) is then this times Σ prior."""
+        return None
 
     def noise_floor(self, pushed: Tensor) -> Tensor | float:
         """Values of K q at or below this are round-off, not probability (0 for dense)."""
@@ -71,8 +77,22 @@ class GridKernel(ABC):
         return p.reshape(*p.shape[:-d], self.space.size)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.family.name}, σ={self.sigma:g}, "
+        return (f"{type(self).__name__}({self.family.name}, σ={float(self.sigma):g}, "
                 f"{self.space.label})")
+
+
+def _into(res: Tensor, out: Tensor | None) -> Tensor:
+    """``res``, written into ``out`` when one is given (and it is not already there)."""
+    if out is None or res is out:
+        return res
+    return out.copy_(res)
+
+
+def _add_rank_one(res: Tensor, a, b: Tensor) -> Tensor:
+    """res + a·b, in place unless autograd tracks it."""
+    if res.requires_grad or getattr(a, "requires_grad", False) or b.requires_grad:
+        return res + a * b
+    return res.add_(a * b)
 
 
 def _entropy_bits_of_columns(k: Tensor, dim: int) -> Tensor:
@@ -116,6 +136,7 @@ class DenseKernel(GridKernel):
 
         terms = (family.grid_axis_terms(space.axis_offsets(dtype, device), sigma, space.spacing)
                  if separable else None)
+        self._device = torch.device(device) if device is not None else torch.device("cpu")
         # the normalised per-axis factor when K = f ⊗ … ⊗ f exactly (cheap column entropy)
         self._axis_factor: Tensor | None = None
         if terms is None:
@@ -124,7 +145,7 @@ class DenseKernel(GridKernel):
             k, coef, tgt = parts.circulant, parts.coef, parts.target
         else:
             coef = family.grid_rank_one_coef(sigma)
-            tgt = target() if coef > 0 else None
+            tgt = target() if _is_positive(coef) else None
             if len(terms) == 1 and tgt is None:
                 # K = f̂ ⊗ … ⊗ f̂ with f̂ column-normalised: already column-stochastic, so
                 # the M² normalisation pass is skipped
@@ -135,22 +156,23 @@ class DenseKernel(GridKernel):
                 k = None
                 for w, f in terms:
                     term = _kron_power(f, space.dims, first=w * f)
-                    k = term if k is None else k.add_(term)
+                    # in place only where autograd does not track k (σ given as a tensor)
+                    k = term if k is None else (k + term if term.requires_grad else k.add_(term))
         if self._axis_factor is not None:
             self.K = _kron_power(self._axis_factor, space.dims)
         else:
-            if tgt is not None and coef:
+            if tgt is not None and _is_positive(coef):
                 k = k + coef * tgt
             self.K = k / k.sum(dim=0, keepdim=True)
         self._entropy: Tensor | None = None
 
-    def apply(self, p):
+    def apply(self, p, out=None):
         flat = self._flat(p)
-        return (flat @ self.K.T).reshape(p.shape)
+        return _into((flat @ self.K.T).reshape(p.shape), out)
 
-    def apply_t(self, v):
+    def apply_t(self, v, out=None):
         flat = self._flat(v)
-        return (flat @ self.K).reshape(v.shape)
+        return _into((flat @ self.K).reshape(v.shape), out)
 
     def matrix(self):
         return self.K
@@ -170,8 +192,53 @@ class DenseKernel(GridKernel):
         return self._entropy
 
 
+def _is_positive(coef) -> bool:
+    return bool(coef > 0)
+
+
+def _real_if_symmetric(spec: Tensor, tol: float) -> Tensor:
+    """The real part of a spectrum whose imaginary part is round-off (a kernel symmetric
+    under d → −d), else the spectrum itself."""
+    if not spec.is_complex():
+        return spec
+    scale = spec.real.abs().amax()
+    if bool(spec.imag.abs().amax() <= tol * scale):
+        return spec.real.contiguous()
+    return spec
+
+
+def _outer(vectors: list[Tensor]) -> Tensor:
+    """v_0 ⊗ v_1 ⊗ … as a tensor of shape [len(v_0), len(v_1), …] (row-major)."""
+    out = vectors[-1]
+    for v in reversed(vectors[:-1]):
+        out = v.reshape(-1, *([1] * out.ndim)) * out
+    return out
+
+
+def _outer_spectrum(f: Tensor, dims: int, tol: float, scale=1.0) -> Tensor:
+    """scale · rfftn(f ⊗ … ⊗ f) from 1-D transforms: F(f) on every axis but the last, the
+    real transform R(f) on the last (real when f is symmetric, up to round-off)."""
+    full = _real_if_symmetric(torch.fft.fft(f), tol)
+    half = full[: f.shape[0] // 2 + 1] * scale
+    return _outer([full] * (dims - 1) + [half])
+
+
 class FFTKernel(GridKernel):
+    """A circulant kernel (plus the fades' rank-one term) applied with real FFTs.
+
+    The spectrum ĉ = rfftn(c) is built once per σ. When the family factors over axes
+    (:meth:`NoiseFamily.grid_axis_terms`, evaluated on one column of offsets) it is
+    Σ_k w_k F(f_k) ⊗ … ⊗ F(f_k) ⊗ R(f_k) (F the 1-D DFT, R the real one on the last
+    axis): the DFT of a tensor product is the tensor product of DFTs, so the spectrum
+    costs O(n log n) per axis plus one pass over M/2 entries, and no D-dimensional FFT.
+    A kernel symmetric under d → −d (every family here) has a real spectrum up to
+    round-off; it is then stored real, so Kᵀ = K costs nothing extra and a product with
+    it is half the work of a complex one. Other families go through rfftn of c.
+    """
+
     backend = "fft"
+    #: a spectrum whose imaginary part is below this fraction of its DC term is real
+    REAL_TOL = 1e-12
 
     def __init__(self, space, family, sigma, device=None, dtype=torch.float64):
         super().__init__(space, family, sigma)
@@ -180,30 +247,80 @@ class FFTKernel(GridKernel):
                 f"the FFT backend needs a torus grid; {space.label} is not circulant "
                 "(use --backend dense or auto)"
             )
-        d = [o.to(device) for o in space.circulant_offsets(dtype)]
-        dims = tuple(range(space.dims))
-        parts = family.grid_parts(
-            d, sigma, dims, space.spacing,
-            lambda: limit_distribution(family.limit, space).to(dtype=dtype, device=device),
-        )
-        c = parts.circulant
-        z = c.sum()
-        self.coef = 0.0
-        self.target: Tensor | None = None
-        if parts.target is not None and parts.coef:
-            z = z + parts.coef * parts.target.sum()
-            flat = parts.target.reshape(-1)
-            if bool((flat == flat[0]).all()):
-                # a constant target (fade to uniform) is itself circulant: folding it into
-                # c keeps the kernel purely circulant (O(M) column entropies at any size)
-                c = c + parts.coef * parts.target
-            else:
-                self.coef = float(parts.coef / z)
-                self.target = parts.target
-        self.c = c / z
         self._dims = tuple(range(-space.dims, 0))
-        self.spectrum = torch.fft.rfftn(self.c, dim=self._dims)
-        self._spectrum_conj = self.spectrum.conj()
+        self._dtype = dtype
+        self._device = torch.device(device) if device is not None else torch.device("cpu")
+        coef = family.grid_rank_one_coef(sigma)
+        tgt = None
+        if _is_positive(coef):
+            tgt = limit_distribution(family.limit, space).to(dtype=dtype, device=self._device)
+        axis = space.circulant_axis_offsets(dtype, self._device).reshape(-1, 1)
+        terms = family.grid_axis_terms(axis, sigma, space.spacing)
+        self._tgt = tgt
+        #: the normalised per-axis factor when c = f ⊗ … ⊗ f exactly (O(n) entropy)
+        self._axis_factor: Tensor | None = None
+        self._c_norm: Tensor | None = None
+        self._h: Tensor | None = None
+        if terms is not None:
+            self._terms = [(w, f.reshape(-1)) for w, f in terms]
+            z = sum(w * f.sum() ** space.dims for w, f in self._terms)
+            if tgt is not None:
+                z = z + coef * tgt.sum()
+            # the weights w_k/z ride on one 1-D factor: one pass over the M/2 entries
+            spec = None
+            for w, f in self._terms:
+                part = _outer_spectrum(f, space.dims, self.REAL_TOL, w / z)
+                spec = part if spec is None else spec + part
+            if len(self._terms) == 1 and tgt is None:
+                f = self._terms[0][1]
+                self._axis_factor = f / f.sum()
+        else:
+            self._terms = None
+            c = self._circulant_weights()
+            z = c.sum() + (coef * tgt.sum() if tgt is not None else 0.0)
+            spec = torch.fft.rfftn(c / z, dim=self._dims)
+        self.coef: Tensor | float = 0.0
+        self.target: Tensor | None = None
+        self._fold: Tensor | float = 0.0
+        if tgt is not None:
+            flat = tgt.reshape(-1)
+            if bool((flat == flat[0]).all()):
+                # a constant target (fade to uniform) is itself circulant: its spectrum is
+                # M·t at DC only, and the kernel stays purely circulant (O(M) entropies)
+                self._fold = coef * flat[0]
+                dc = torch.zeros(spec.shape, dtype=dtype, device=self._device)
+                dc[(0,) * space.dims] = space.size
+                spec = spec + (self._fold / z) * dc
+            else:
+                self.coef = coef / z
+                self.target = tgt
+        self._z = z
+        self.spectrum = _real_if_symmetric(spec, self.REAL_TOL)
+        #: Kᵀ = K: the spectrum is real, apply_t is apply
+        self.symmetric = not self.spectrum.is_complex()
+        self._spectrum_conj: Tensor | None = None
+
+    def _circulant_weights(self) -> Tensor:
+        """The family's unnormalised circulant weights at every offset (non-separable
+        families; also the reference the separable build is tested against)."""
+        d = self.space.circulant_offsets(self._dtype, self._device)
+        return self.family.grid_parts(d, self.sigma, tuple(range(self.space.dims)),
+                                      self.space.spacing, lambda: self._tgt).circulant
+
+    @property
+    def c(self) -> Tensor:
+        """The normalised circulant part c(d) (the column of x = 0 without the rank-one
+        term), shape ``space.shape``; materialised on first use (checks, entropies)."""
+        if self._c_norm is None:
+            if self._terms is not None:
+                out = None
+                for w, f in self._terms:
+                    part = w * _outer([f] * self.space.dims)
+                    out = part if out is None else out + part
+            else:
+                out = self._circulant_weights()
+            self._c_norm = (out + self._fold) / self._z
+        return self._c_norm
 
     def noise_floor(self, pushed: Tensor) -> Tensor:
         """ε·log₂M·max|K q| per distribution: an FFT convolution's absolute round-off.
@@ -218,47 +335,76 @@ class FFTKernel(GridKernel):
         scale = pushed.abs().amax(dim=self._dims, keepdim=True)
         return scale * (torch.finfo(pushed.dtype).eps * math.log2(max(self.space.size, 2)))
 
-    def _conv(self, p: Tensor, spec: Tensor) -> Tensor:
-        out = torch.fft.irfftn(torch.fft.rfftn(p, dim=self._dims) * spec, s=self.space.shape,
-                               dim=self._dims)
-        return out
+    def _conv(self, p: Tensor, spec: Tensor, out: Tensor | None) -> Tensor:
+        x = torch.fft.rfftn(p, dim=self._dims)
+        if x.requires_grad or spec.requires_grad:
+            return torch.fft.irfftn(x * spec, s=self.space.shape, dim=self._dims)
+        # the transform is ours: multiply it in place, write the result where asked
+        return torch.fft.irfftn(x.mul_(spec), s=self.space.shape, dim=self._dims, out=out)
 
-    def apply(self, p):
-        self._flat(p)  # shape check
-        out = self._conv(p, self.spectrum)
-        if self.target is not None:
-            out = out + self.coef * self.target * p.sum(dim=self._dims, keepdim=True)
-        return out
+    def _check(self, p: Tensor) -> None:
+        if p.ndim < self.space.dims or \
+                tuple(p.shape[p.ndim - self.space.dims:]) != self.space.shape:
+            self._flat(p)  # raises the one-line error
 
-    def apply_t(self, v):
-        self._flat(v)
-        out = self._conv(v, self._spectrum_conj)
+    def apply(self, p, out=None):
+        self._check(p)
+        res = self._conv(p, self.spectrum, out)
         if self.target is not None:
-            out = out + self.coef * (self.target * v).sum(dim=self._dims, keepdim=True)
-        return out
+            res = _add_rank_one(res, self.coef * self.target, p.sum(dim=self._dims, keepdim=True))
+        return _into(res, out)
+
+    def apply_t(self, v, out=None):
+        self._check(v)
+        # Kᵀ is the correlation with c: the conjugate spectrum (the same one when real)
+        if self.symmetric:
+            spec = self.spectrum
+        else:
+            if self._spectrum_conj is None:
+                self._spectrum_conj = self.spectrum.conj().resolve_conj()
+            spec = self._spectrum_conj
+        res = self._conv(v, spec, out)
+        if self.target is not None:
+            res = _add_rank_one(res, self.coef, (self.target * v).sum(dim=self._dims,
+                                                                      keepdim=True))
+        return _into(res, out)
 
     def matrix(self):
         """Dense matrix assembled from the circulant column (for checks on small grids)."""
-        check_dense_fits(self.space, self.c.device)
-        eye = torch.eye(self.space.size, dtype=self.c.dtype, device=self.c.device)
+        check_dense_fits(self.space, self._device)
+        eye = torch.eye(self.space.size, dtype=self._dtype, device=self._device)
         cols = self.apply(eye.reshape(self.space.size, *self.space.shape))
         return cols.reshape(self.space.size, self.space.size).T
 
     def column_entropy_bits(self):
         if self.target is None:
-            h = _entropy_bits_of_columns(self.c.reshape(-1), 0)
-            return torch.full(self.space.shape, float(h), dtype=self.c.dtype, device=self.c.device)
+            h = self.constant_column_entropy_bits()
+            return h.expand(self.space.shape) if h.ndim == 0 else h
         # circulant plus rank one: columns differ; exact, column block by column block
         m = self.space.size
-        out = torch.empty(m, dtype=self.c.dtype, device=self.c.device)
+        dev = self._device
+        out = torch.empty(m, dtype=self._dtype, device=dev)
         block = max(1, min(m, (1 << 24) // m))
         for start in range(0, m, block):
-            idx = torch.arange(start, min(start + block, m), device=self.c.device)
-            basis = torch.zeros(len(idx), m, dtype=self.c.dtype, device=self.c.device)
-            basis[torch.arange(len(idx)), idx] = 1.0
+            idx = torch.arange(start, min(start + block, m), device=dev)
+            basis = torch.zeros(len(idx), m, dtype=self._dtype, device=dev)
+            basis[torch.arange(len(idx), device=dev), idx] = 1.0
             cols = self.apply(basis.reshape(len(idx), *self.space.shape)).reshape(len(idx), m)
             out[start:start + len(idx)] = _entropy_bits_of_columns(cols, 1)
         return out.reshape(self.space.shape)
+
+    def constant_column_entropy_bits(self) -> Tensor | None:
+        """H(K(·|x)) in bits when every column has the same entropy (purely circulant
+        kernels), as a 0-d tensor, else None. A product kernel f ⊗ … ⊗ f costs O(n):
+        H(f ⊗ g) = H(f) + H(g)."""
+        if self.target is not None:
+            return None
+        if self._h is None:
+            if self._axis_factor is not None:
+                self._h = self.space.dims * _entropy_bits_of_columns(self._axis_factor, 0)
+            else:
+                self._h = _entropy_bits_of_columns(self.c.reshape(-1), 0)
+        return self._h
 
 
 @lru_cache(maxsize=4)
@@ -307,41 +453,75 @@ def resolve_backend(space: GridSpace, backend: str = "auto") -> str:
     return backend
 
 
+def _checked_level(family: NoiseFamily, sigma):
+    """σ validated; a tensor level (e.g. one with ``requires_grad``) is kept as a tensor so
+    that kernels, and everything computed from them, are differentiable in it."""
+    if isinstance(sigma, Tensor):
+        if sigma.numel() != 1:
+            raise UserInputError(f"a noise level must be one number, got shape "
+                                 f"{tuple(sigma.shape)}")
+        family.check_sigma(float(sigma.detach()))
+        return sigma.reshape(())
+    return family.check_sigma(sigma)
+
+
 def make_kernel(
-    space: GridSpace, family: str | NoiseFamily, sigma: float, backend: str = "auto",
+    space: GridSpace, family: str | NoiseFamily, sigma: float | Tensor, backend: str = "auto",
     device=None, dtype: torch.dtype = torch.float64,
 ) -> GridKernel:
-    """K_σ of ``family`` on ``space`` with the requested backend."""
+    """K_σ of ``family`` on ``space`` with the requested backend (σ a float, or a 0-d
+    tensor to differentiate through the kernel)."""
     fam = get_family(family)
-    sigma = fam.check_sigma(sigma)
+    sigma = _checked_level(fam, sigma)
     cls = DenseKernel if resolve_backend(space, backend) == "dense" else FFTKernel
     return cls(space, fam, sigma, device=device, dtype=dtype)
 
 
+#: kernels of a schedule are kept (built once) while they fit in this many bytes; beyond
+#: it they are rebuilt on use (an FFT kernel of a separable family is cheap to rebuild)
+KERNEL_CACHE_BYTES = 256 << 20
+
+
+def kernel_bytes(space: GridSpace, backend: str) -> int:
+    """Memory one built kernel holds: the M×M matrix (dense) or a spectrum of M/2 + 1
+    complex entries per last axis (FFT; half that when it is real)."""
+    if backend == "dense":
+        return space.dense_bytes
+    return (space.size // space.n) * (space.n // 2 + 1) * 16
+
+
 class KernelSchedule:
     """The kernels K_1 … K_T of a schedule, built once and kept while memory allows
-    (dense kernels of large grids are rebuilt on use instead of kept)."""
+    (beyond ``keep_bytes`` they are rebuilt on use instead of kept).
+
+    ``sigmas`` may be a 1-D tensor (e.g. with ``requires_grad``): the kernels are then
+    built from its entries and are differentiable in them; ``sigmas`` stays the list of
+    validated floats (for records)."""
 
     def __init__(self, space, family, sigmas, backend="auto", device=None,
-                 dtype=torch.float64, keep_bytes: int = 2 << 30):
+                 dtype=torch.float64, keep_bytes: int = KERNEL_CACHE_BYTES):
         self.space = space
         self.family = get_family(family)
         self.sigmas = check_schedule(self.family, sigmas)
+        self.levels = sigmas.reshape(-1) if isinstance(sigmas, Tensor) else None
         self.backend = resolve_backend(space, backend)
         self.device, self.dtype = device, dtype
-        per = space.dense_bytes if self.backend == "dense" else space.size * 16
-        self._keep = per * len(self.sigmas) <= keep_bytes
+        self._keep = kernel_bytes(space, self.backend) * len(self.sigmas) <= keep_bytes
         self._cache: dict[int, GridKernel] = {}
 
     def __len__(self) -> int:
         return len(self.sigmas)
 
+    @property
+    def requires_grad(self) -> bool:
+        return self.levels is not None and self.levels.requires_grad
+
     def __getitem__(self, i: int) -> GridKernel:
         """The kernel of step t = i + 1."""
         if i in self._cache:
             return self._cache[i]
-        k = make_kernel(self.space, self.family, self.sigmas[i], self.backend, self.device,
-                        self.dtype)
+        level = self.sigmas[i] if self.levels is None else self.levels[i]
+        k = make_kernel(self.space, self.family, level, self.backend, self.device, self.dtype)
         if self._keep:
             self._cache[i] = k
         return k

@@ -14,9 +14,13 @@ from torch import Tensor
 EPS = 2.220446049250313e-16
 
 
-def _sum_grid(x: Tensor, ndim: int | None) -> Tensor:
+def sum_grid(x: Tensor, ndim: int | None) -> Tensor:
+    """Σ over the last ``ndim`` dims (the grid), all dims when None."""
     dims = tuple(range(-ndim, 0)) if ndim else tuple(range(x.ndim))
     return x.sum(dim=dims)
+
+
+_sum_grid = sum_grid
 
 
 def kl_bits(p: Tensor, q: Tensor, ndim: int | None = None, eps: float = EPS) -> Tensor:
@@ -37,13 +41,34 @@ def entropy_bits(p: Tensor, ndim: int | None = None) -> Tensor:
     return -_sum_grid(p * logp, ndim)
 
 
+#: below this p, p·log₂(1 + ε/p) differs from ε/ln 2 by more than ε²/(2p ln 2) ≈ 1e−26
+_TINY = 1e-6
+
+
+def entropy_from_log_bits(p: Tensor, log_p_eps: Tensor, ndim: int | None = None) -> Tensor:
+    """−Σ p log₂ p from ``log_p_eps`` = log₂(p + ε), the log the KL scores compute anyway.
+
+    −Σ p log₂ p = −Σ p log₂(p + ε) + Σ p log₂(1 + ε/p); the correction is ε/ln 2 per entry
+    with p ≥ 10⁻⁶ (to 1e−26) and is evaluated exactly on the few smaller ones, so no
+    second logarithm over the grid is taken. Entries must be ≥ 0; one distribution at a
+    time (no batch dimensions).
+    """
+    small = p[p < _TINY]
+    exact = (torch.special.xlogy(small, small + EPS) - torch.special.xlogy(small, small))
+    corr = (p.numel() - small.numel()) * (EPS / math.log(2.0)) + exact.sum() / math.log(2.0)
+    return corr - sum_grid(p * log_p_eps, ndim)
+
+
 def complexity_bits(marginals: Tensor, ndim: int) -> float | None:
-    """max over t = 1..T−1 of KL(q_t‖q_{t+1}); ``marginals`` holds q_0..q_T. None if T < 2."""
+    """max over t = 1..T−1 of KL(q_t‖q_{t+1}); ``marginals`` holds q_0..q_T. None if T < 2.
+
+    Level pair by level pair: no [T−1, …] temporaries. (:func:`~serialrepro.grid.process.
+    simulate` computes it during the forward pass, sharing log₂(q_t + ε) between
+    consecutive pairs; the two agree to round-off, ~1e−15 bits.)"""
     T = marginals.shape[0] - 1
     if T < 2:
         return None
-    kls = kl_bits(marginals[1:T], marginals[2:T + 1], ndim)
-    return float(kls.max())
+    return max(float(kl_bits(marginals[t], marginals[t + 1], ndim)) for t in range(1, T))
 
 
 def stationarity_score(reverse: Tensor, pullback, T: int) -> float | None:

@@ -149,8 +149,16 @@ class GridSpace:
         each of shape ``self.shape``. A circulant kernel is a function of these."""
         if not self.supports_fft:
             raise UserInputError("circulant offsets exist only on torus grids, not the paper grid")
-        k = _wrap_index(torch.arange(self.n, device=device), self.n).to(dtype) / self.n
+        k = self.circulant_axis_offsets(dtype, device)
         return list(torch.meshgrid(*([k] * self.dims), indexing="ij"))
+
+    def circulant_axis_offsets(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+        """Torus grids only: minimum-image offsets of the n points of one axis from point 0,
+        shape [n]; bitwise the column x = 0 of :meth:`axis_offsets` and the values of
+        :meth:`circulant_offsets` along each axis (separable kernels are built from it)."""
+        if not self.supports_fft:
+            raise UserInputError("circulant offsets exist only on torus grids, not the paper grid")
+        return _wrap_index(torch.arange(self.n, device=device), self.n).to(dtype) / self.n
 
     @cached_property
     def dense_bytes(self) -> int:
