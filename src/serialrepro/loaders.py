@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +90,10 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu",
     if path.stat().st_size == 0:
         raise UserInputError(f"{what} {_name(path)} is empty")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of foreign files before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; none is a bug of ours
         raise UserInputError(f"{what} {_name(path)} is not a readable PyTorch checkpoint "
                              f"({type(exc).__name__}: {_first_line(exc)})") from None
@@ -235,8 +239,6 @@ def load_samples(path: str | Path, key: str = "samples", min_dims: int = 2) -> n
 def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """A greyscale image as float64 in [0, 1], shape [height, width]. The pixel count is
     read from the header and refused above ``max_pixels`` before decoding."""
-    import warnings
-
     from PIL import Image
 
     path = _existing_file(path, "image file")
@@ -251,9 +253,9 @@ def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
                 grey = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
     except UserInputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserInputError(f"image file {_name(path)} has more pixels than allowed "
-                             "(a decompression bomb?)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UserInputError(f"image file {_name(path)} is refused as a decompression bomb: "
+                             f"{_first_line(exc)}") from None
     except Exception as exc:  # PIL raises many types for a bad or truncated file
         raise UserInputError(f"image file {_name(path)} is not a readable image (PNG, JPEG, "
                              f"…): {type(exc).__name__}") from None
