@@ -498,8 +498,9 @@ def load_chains(
     frame = frame.sort_values([KEY, ITERATION], kind="stable").reset_index(drop=True)
     if stim is not None:
         scale = period if period is not None else float(np.ptp(frame[value_cols].to_numpy()))
-        frame = _add_seeds_and_check(frame, value_cols, stim_names, stim_tol_abs(
-            stimulus_tol, scale), period, report, strict)
+        tol = stimulus_tol * (scale if scale > 0 else 1.0)
+        frame = _add_seeds_and_check(frame, value_cols, stim_names, tol, period, report,
+                                     strict)
     frame = _check_gaps_and_singletons(frame, item is not None, report, strict)
     if frame.empty:
         first = "; ".join(report.warnings[:3])
@@ -534,11 +535,6 @@ def load_chains(
                        cluster_name=",".join(cluster_list or chain_cols))
     report.iterations = table.n_iterations
     return table
-
-
-def stim_tol_abs(rel: float, scale: float) -> float:
-    """The absolute stimulus tolerance: ``rel`` × the data's scale (1 if the scale is 0)."""
-    return rel * (scale if scale > 0 else 1.0)
 
 
 def _iterations(col: pd.Series, name: str, rows: np.ndarray) -> np.ndarray:
