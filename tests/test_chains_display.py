@@ -20,6 +20,7 @@ from serialrepro.chains.display import (
     identity_scramble_check,
     match_items,
     mean_jump,
+    table_display_stats,
     track_displays,
 )
 from serialrepro.errors import UserInputError
@@ -266,6 +267,7 @@ def test_table_displays_feed_display_stats(tmp_path):
     got = display_stats(values, display, iteration, 50, 0, cluster)
     assert len(got) == 4 and (got["n_displays"] == 10).all()
     assert len(np.unique(cluster)) == 10
+    assert table_display_stats(t, 50, 0).equals(got)
     ref = _stats(pos, 0)
     assert np.allclose(got["dispersion"], ref["dispersion"])
 

@@ -293,6 +293,14 @@ def display_stats(
     return pd.DataFrame(out, columns=list(STAT_COLUMNS))
 
 
+def table_display_stats(table: ChainTable, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """:func:`display_stats` of a loaded table: its displays, its clusters (default the
+    chain) and its period."""
+    values, display, iteration, cluster = table.displays()
+    return display_stats(values, display, iteration, n_boot, seed, cluster,
+                         period=table.period)
+
+
 def compare_display_stats(data: pd.DataFrame, model: pd.DataFrame,
                           late: int | None = None) -> list[str]:
     """Warnings where a model of independent items cannot reproduce the data's displays.
