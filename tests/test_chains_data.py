@@ -393,3 +393,15 @@ def test_json_stimulus_column_and_capped_warnings(tmp_path):
     assert np.allclose(t.by_iteration()[2][:, 0], [[0, 0], [1, 0], [2, 0]])
     w = t.report.warnings
     assert len(w) == MAX_LISTED + 1 and w[-1] == "… 10 more rows skipped for the same reason"
+
+
+def test_where_quotes_column_names_with_spaces_and_compares_text(tmp_path):
+    path = _csv(tmp_path, """
+chain,iteration,x,reaction time,cond
+a,0,1,0.5,easy
+a,1,2,0.7,easy
+b,0,3,0.4,hard
+b,1,4,0.9,hard
+""")
+    t = load_chains(path, ["x"], where="`reaction time` > 0.3 and cond == 'hard'")
+    assert list(t.chain_keys) == ["b"] and t.report.rows_filtered == 2
