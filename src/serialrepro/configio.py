@@ -257,8 +257,7 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
         groups.setdefault(loc, []).append(err)
     problems = []
     for loc, errs in groups.items():
-        path = ".".join(short_repr(p, 40) if not isinstance(p, str | int) else str(p)[:40]
-                        for p in loc) or "(top level)"
+        path = ".".join(_loc_part(p) for p in loc) or "(top level)"
         checks = [e for e in errs if not e["type"].endswith(("_type", "_parsing"))]
         if not checks:
             wanted = list(dict.fromkeys(_describe_type(e["msg"]) for e in errs))
@@ -283,4 +282,13 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
     problems = list(dict.fromkeys(problems))
     shown = problems[:8]
     more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
-    return f"invalid config {source}: " + "; ".join(shown) + more
+    line = f"invalid config {source}: " + "; ".join(shown) + more
+    return " ".join(line.splitlines())  # one line, whatever a message held
+
+
+def _loc_part(part: Any) -> str:
+    """A key path element: plain keys as they are, anything odd (spaces, newlines,
+    long) as a truncated repr."""
+    if isinstance(part, int) or (isinstance(part, str) and re.fullmatch(r"[\w.-]{1,40}", part)):
+        return str(part)
+    return short_repr(part, 40)
