@@ -60,7 +60,9 @@ def format_bytes(n: float) -> str:
     for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             value = n / size
-            return f"{value:.3g} {unit}" if value < 1e6 else f"{value:.2g} {unit}"
+            text = f"{value:.3g}" if value < 1000 else f"{value:.0f}" if value < 1e6 \
+                else f"{value:.2g}"
+            return f"{text} {unit}"
     return f"{int(n)} B"
 
 
@@ -87,17 +89,23 @@ def _address_space_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
+def _limit() -> tuple[int, str]:
+    env = os.environ.get(MEMORY_LIMIT_ENV)
+    if env:
+        return parse_bytes(env), f"${MEMORY_LIMIT_ENV}"
+    limit = int(SAFETY_FRACTION * _system_available())
+    source = f"{SAFETY_FRACTION:.0%} of available memory"
+    rlimit = _address_space_limit()
+    if rlimit is not None and int(SAFETY_FRACTION * rlimit) < limit:
+        limit, source = int(SAFETY_FRACTION * rlimit), \
+            f"{SAFETY_FRACTION:.0%} of the address-space limit"
+    return limit, source
+
+
 def available_bytes() -> int:
     """The most one request may claim: ``$SERIALREPRO_MEMORY_LIMIT`` if set, else
     :data:`SAFETY_FRACTION` of the available memory, capped by ``RLIMIT_AS``."""
-    env = os.environ.get(MEMORY_LIMIT_ENV)
-    if env:
-        return parse_bytes(env)
-    limit = int(SAFETY_FRACTION * _system_available())
-    rlimit = _address_space_limit()
-    if rlimit is not None:
-        limit = min(limit, int(SAFETY_FRACTION * rlimit))
-    return limit
+    return _limit()[0]
 
 
 def check_memory(request: str, bytes_needed: int | float, option_hint: str) -> int:
@@ -113,9 +121,8 @@ def check_memory(request: str, bytes_needed: int | float, option_hint: str) -> i
         raise ValueError(f"memory estimate for {request} is {bytes_needed!r}")
     if bytes_needed < 0:
         raise ValueError(f"memory estimate for {request} is negative: {bytes_needed!r}")
-    limit = available_bytes()
+    limit, source = _limit()
     if bytes_needed > limit:
-        source = f"${MEMORY_LIMIT_ENV}" if os.environ.get(MEMORY_LIMIT_ENV) else "available"
         raise UserInputError(
             f"{request} needs about {format_bytes(bytes_needed)} of memory but the limit is "
             f"{format_bytes(limit)} ({source}); {option_hint}")
