@@ -94,7 +94,6 @@ from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import NoiseFamily, get_family
 from serialrepro.grid.kernels import FFTKernel, GridKernel, make_kernel
 from serialrepro.grid.space import GridSpace
-from serialrepro.particles.posterior import circular_mean
 from serialrepro.particles.rng import chain_blocks, pad_rows
 
 #: lapse probability mixed into every transition probability (module docstring)
