@@ -14,6 +14,14 @@ analysis of (human or simulated) chain data.
 Monte-Carlo chains in continuous space live in :mod:`serialrepro.particles`.
 """
 
-from serialrepro.chains.agents import RULES, Agent
-
 __all__ = ["RULES", "Agent"]
+
+
+def __getattr__(name: str):
+    # loaded on first use (PEP 562): importing serialrepro.chains.cli (for --help) must not
+    # import torch
+    if name in __all__:
+        from serialrepro.chains import agents
+
+        return getattr(agents, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ trends across samplers and step counts are.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +177,11 @@ class FIDEvaluator:
         self._update(self.fid, fake, real=False)
         fid = float(self.fid.compute())
         subset = min(1000, n_fake, self.n_real)
-        kid_metric = KernelInceptionDistance(subset_size=subset, **self._kid_args).to(self.device)
+        with warnings.catch_warnings():
+            # its notice that features are kept in memory: true, and small here
+            warnings.filterwarnings("ignore", message=".*will save all extracted features")
+            kid_metric = KernelInceptionDistance(subset_size=subset,
+                                                 **self._kid_args).to(self.device)
         self._update(kid_metric, self.real, real=True)
         self._update(kid_metric, fake, real=False)
         with torch.random.fork_rng(devices=[]):

@@ -1,6 +1,8 @@
 """``serialrepro train | sample | evaluate | fig4``: trained diffusion models under any family.
 
-Heavy imports (torch models, matplotlib) happen inside the commands so ``--help`` stays fast.
+Heavy imports (torch, models, matplotlib) happen inside the commands so ``--help`` stays
+fast. The lists of choices in the help texts are checked against the registries by
+``tests/test_cli_help.py``.
 """
 
 from __future__ import annotations
@@ -10,34 +12,62 @@ from pathlib import Path
 
 import typer
 
-from serialrepro import atomic
-from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError
+
+DATASET_HELP = ("training data: swiss-roll, two-moons, eight-gaussians, checkerboard (2-D "
+                "toys), digits (8x8, ships with scikit-learn), mnist, fashion-mnist (need "
+                "--data-dir)")
+NOISE_HELP = ("noise family of the forward process: gaussian, laplace, uniform, student-t "
+              "(variance preserving: eps or x0 prediction), fade-uniform, mask, blur (images; "
+              "x0 prediction). --family is an alias. See `serialrepro families`")
+SAMPLER_HELP = ("auto (ddpm for variance-preserving families, else serial), ddpm (ancestral), "
+                "ddim, serial (the paper's serial-reproduction step: re-noise, then "
+                "reconstruct; alias: reproduction) or cold (cold diffusion's Algorithm 2)")
+DEVICE_HELP = "torch device: cpu, cuda or cuda:N (default: cuda if available, else cpu)"
+SEED_HELP = "seed of everything random in this command"
 
 
 def train_cmd(
-    run_dir: Path = typer.Option(..., "--run-dir", help="Directory for config and checkpoints."),
-    dataset: str = typer.Option("two-moons", help="swiss-roll, two-moons, eight-gaussians, "
-                                "checkerboard, digits, mnist, fashion-mnist."),
-    family: str = typer.Option("gaussian", help="Noise family (gaussian, laplace, uniform, "
-                               "student-t, fade-uniform, blur, mask)."),
-    schedule: str = typer.Option("linear", help="linear or cosine."),
-    timesteps: int = typer.Option(1000, help="Number of diffusion steps T."),
-    prediction_type: str = typer.Option("auto", help="eps, x0 or auto (eps for VP families)."),
-    denoiser: str = typer.Option("auto", help="mlp, unet or auto."),
-    width: int | None = typer.Option(None, help="Hidden width (mlp) or base channels (unet)."),
-    steps: int = typer.Option(2000, help="Training steps (a resumed run continues to this)."),
-    batch_size: int = typer.Option(128),
-    lr: float = typer.Option(1e-3),
-    seed: int = typer.Option(0),
-    checkpoint_every: int = typer.Option(500),
-    data_dir: Path | None = typer.Option(None, help="Folder with MNIST/Fashion-MNIST files."),
-    device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda if present)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    run_dir: Path = typer.Option(..., "--run-dir", metavar="DIR",
+                                 help="run directory: config.json, checkpoint.pt, loss.csv and "
+                                 "loss.png; an existing run is resumed"),
+    dataset: str = typer.Option("two-moons", "--dataset", metavar="NAME", help=DATASET_HELP),
+    noise: str = typer.Option("gaussian", "--noise", "--family", metavar="FAMILY",
+                              help=NOISE_HELP),
+    schedule: str = typer.Option("linear", "--schedule", metavar="NAME",
+                                 help="beta schedule: linear (1e-4 to 0.02) or cosine "
+                                 "(Nichol & Dhariwal)"),
+    timesteps: int = typer.Option(1000, "--timesteps", metavar="T",
+                                  help="number of diffusion steps T"),
+    prediction_type: str = typer.Option("auto", "--prediction-type", metavar="TYPE",
+                                        help="what the network predicts: eps, x0 or auto (eps "
+                                        "for variance-preserving families, else x0)"),
+    denoiser: str = typer.Option("auto", "--denoiser", metavar="NAME",
+                                 help="network: mlp, unet or auto (mlp for points, unet for "
+                                 "images)"),
+    width: int | None = typer.Option(None, "--width", metavar="N",
+                                     help="hidden width (mlp) or base channels (unet) "
+                                     "[default: the network's own]"),
+    steps: int = typer.Option(2000, "--steps", metavar="N",
+                              help="training steps (a resumed run continues up to this)"),
+    batch_size: int = typer.Option(128, "--batch-size", metavar="N",
+                                   help="training examples per step"),
+    lr: float = typer.Option(1e-3, "--lr", metavar="RATE", help="Adam learning rate"),
+    seed: int = typer.Option(0, "--seed", metavar="N",
+                             help="seed of initialisation, batches, timesteps and noise"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", metavar="N",
+                                         help="write checkpoint.pt every N steps"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", metavar="DIR",
+                                         help="folder with the MNIST/Fashion-MNIST .gz files"),
+    device: str | None = typer.Option(None, "--device", metavar="DEVICE", help=DEVICE_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="show a progress bar"),
 ) -> None:
-    """Train (or resume) a denoiser; checkpoints hold model, EMA, optimiser and RNG state."""
+    """Train (or resume) a denoiser; also writes its loss curve (loss.csv, loss.png)."""
     from serialrepro.data import DATASETS
+    from serialrepro.devices import resolve_device
     from serialrepro.errors import unknown_name
+    from serialrepro.models.previews import LOSS_PNG
     from serialrepro.models.training import TrainConfig, train
 
     if dataset not in DATASETS:
@@ -50,7 +80,7 @@ def train_cmd(
     if width is not None:
         opts = {"base" if denoiser == "unet" or (denoiser == "auto" and dataset in (
             "digits", "mnist", "fashion-mnist")) else "hidden": width}
-    cfg = TrainConfig(dataset=dataset, family=family, schedule=schedule, num_timesteps=timesteps,
+    cfg = TrainConfig(dataset=dataset, family=noise, schedule=schedule, num_timesteps=timesteps,
                       prediction_type=None if prediction_type == "auto" else prediction_type,
                       denoiser=denoiser, denoiser_options=opts, steps=steps,
                       batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
@@ -59,24 +89,36 @@ def train_cmd(
     tail = result.losses[-min(100, len(result.losses)):]
     typer.echo(f"trained {result.step} steps; mean loss of the last {len(tail)}:"
                f" {sum(tail) / max(1, len(tail)):.5f}; checkpoint in {run_dir}")
+    typer.echo(f"loss curve: {run_dir / LOSS_PNG}")
 
 
 def sample_cmd(
-    run_dir: Path = typer.Option(..., "--run-dir", help="A run directory written by `train`."),
-    out: Path = typer.Option(..., "--out", help="Output .npz (array 'samples')."),
-    n: int = typer.Option(1000, "--n", help="Number of samples."),
-    sampler: str = typer.Option("auto", help="ddpm, ddim, reproduction, cold or auto."),
-    stride: int = typer.Option(1, help="Sample every k-th timestep (⌊T/k⌋ steps)."),
-    respace: str = typer.Option("recompute", help="recompute (betas recomputed for the "
-                                "stride) or naive (the T-step betas kept: naive striding)."),
-    eta: float = typer.Option(0.0, help="DDIM η (ddim sampler only)."),
-    seed: int = typer.Option(0),
-    per_sample_seeds: bool = typer.Option(False, help="Sample i from seed+i alone."),
-    device: str | None = typer.Option(None),
+    run_dir: Path = typer.Option(..., "--run-dir", metavar="DIR",
+                                 help="a run directory written by `serialrepro train`"),
+    out: Path = typer.Option(..., "--out", metavar="FILE.npz",
+                             help="output .npz (array 'samples'); a preview FILE.png is "
+                             "written beside it"),
+    n: int = typer.Option(1000, "--n", metavar="N", help="number of samples"),
+    sampler: str = typer.Option("auto", "--sampler", metavar="NAME", help=SAMPLER_HELP),
+    stride: int = typer.Option(1, "--stride", metavar="K",
+                               help="use every K-th timestep (floor(T/K) sampling steps)"),
+    respace: str = typer.Option("recompute", "--respace", metavar="HOW",
+                                help="recompute (betas recomputed for the stride) or naive "
+                                "(the T-step betas kept: naive striding)"),
+    eta: float = typer.Option(0.0, "--eta", metavar="ETA",
+                              help="DDIM eta (ddim sampler only): 0 deterministic, 1 DDPM-like"),
+    seed: int = typer.Option(0, "--seed", metavar="N", help=SEED_HELP),
+    per_sample_seeds: bool = typer.Option(False, "--per-sample-seeds",
+                                          help="draw sample i from seed+i alone (the same "
+                                          "whatever --n)"),
+    device: str | None = typer.Option(None, "--device", metavar="DEVICE", help=DEVICE_HELP),
 ) -> None:
-    """Draw samples from a trained model and save them as .npz."""
+    """Draw samples from a trained model; save them as .npz with a preview .png beside."""
+    from serialrepro import atomic
+    from serialrepro.devices import resolve_device
+    from serialrepro.models.previews import preview_path, write_sample_preview
     from serialrepro.models.schedules import check_respacing
-    from serialrepro.models.training import load_trained, sample_from
+    from serialrepro.models.training import load_trained, resolve_sampler, sample_from
 
     check_respacing(respace)
     if out.suffix != ".npz":
@@ -86,27 +128,57 @@ def sample_cmd(
     if n < 1:
         raise UserInputError(f"number of samples {n} must be at least 1")
     trained = load_trained(run_dir, resolve_device(device))
-    kwargs = {"eta": eta} if sampler == "ddim" else {}
-    if eta and sampler != "ddim":
+    key = resolve_sampler(sampler, trained.process.family.variance_preserving)
+    if eta and key != "ddim":
         raise UserInputError("--eta applies to the ddim sampler only")
-    x = sample_from(trained, n, sampler=sampler, stride=stride, seed=seed,
+    kwargs = {"eta": eta} if key == "ddim" else {}
+    x = sample_from(trained, n, sampler=key, stride=stride, seed=seed,
                     per_sample_seeds=per_sample_seeds, respace=respace, **kwargs)
     atomic.write_npz(out, {"samples": x.numpy()})
-    typer.echo(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}")
+    cfg = trained.config
+    steps = len(trained.process.respace(stride, respace).timesteps)
+    data = None
+    if x.ndim == 2:
+        from serialrepro.data import load_dataset
+
+        data = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir).test.numpy()
+    png = write_sample_preview(
+        preview_path(out), x.numpy(), data, seed=seed,
+        title=f"{cfg.dataset} · {cfg.family} · {sampler if sampler != 'auto' else key} · "
+              f"{steps} steps")
+    typer.echo(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}; preview {png}")
+
+
+def _reference_rows(scores: dict, reference: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for k, v in scores.items():
+        ref = reference.get(k)
+        rows.append((k, f"{v:.4g}", "" if ref is None else f"{ref:.4g}"))
+    return rows
 
 
 def evaluate_cmd(
-    run_dir: Path = typer.Option(..., "--run-dir", help="A run directory written by `train`."),
-    samples: Path = typer.Option(..., "--samples", help="An .npz written by `sample`."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    seed: int = typer.Option(0),
-    device: str | None = typer.Option(None),
+    run_dir: Path = typer.Option(..., "--run-dir", metavar="DIR",
+                                 help="a run directory written by `serialrepro train`"),
+    samples: Path = typer.Option(..., "--samples", metavar="FILE.npz",
+                                 help="an .npz written by `serialrepro sample`"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    seed: int = typer.Option(0, "--seed", metavar="N",
+                             help="seed of the metrics' random parts (sliced-Wasserstein "
+                             "directions, KID subsets, the real reference sample)"),
+    device: str | None = typer.Option(None, "--device", metavar="DEVICE", help=DEVICE_HELP),
 ) -> None:
-    """Score samples against the held-out split: distances for 2-D, FID/KID for images."""
+    """Score samples against held-out data, beside a real-vs-real reference of the same size.
+
+    The reference scores a sample of real training points (disjoint from the held-out
+    split) of the same size against the same held-out points: what a perfect model would
+    get. Distances for 2-D data, FID/KID for images.
+    """
     import numpy as np
     import torch
 
     from serialrepro.data import load_dataset
+    from serialrepro.devices import resolve_device
     from serialrepro.models.training import CONFIG_FILE, TrainConfig
 
     if not samples.is_file():
@@ -119,44 +191,67 @@ def evaluate_cmd(
         if "samples" not in f:
             raise UserInputError(f"{samples} has no 'samples' array")
         x = torch.from_numpy(f["samples"]).float()
+    n = int(x.shape[0])
     data = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir,
-                        n_test=max(1000, x.shape[0]))
+                        n_train=max(cfg.n_train, n), n_test=max(1000, n))
     if tuple(x.shape[1:]) != data.data_shape:
         raise UserInputError(f"samples have shape {tuple(x.shape[1:])}, the data"
                              f" {data.data_shape}")
     ref = data.test
-    out: dict[str, float | int | str | None] = {"n_samples": int(x.shape[0]),
-                                                "n_reference": int(ref.shape[0])}
+    perm = torch.randperm(data.train.shape[0], generator=torch.Generator().manual_seed(seed))
+    real = data.train[perm[:n]]
+    out: dict = {"n_samples": n, "n_reference": int(ref.shape[0]),
+                 "n_real_reference": int(real.shape[0])}
+    warning = None
     if data.is_image:
         from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
 
         dev = resolve_device(device)
         clf = cached_classifier(run_dir, data.train, data.train_labels, seed=cfg.seed, device=dev)
-        res = FIDEvaluator(clf, ref, seed=seed)(x)
-        out.update(fid=res.fid, kid=res.kid, kid_std=res.kid_std, warning=res.warning)
+        evaluator = FIDEvaluator(clf, ref, seed=seed, n_real_available=int(ref.shape[0]))
+        res, base = evaluator(x), evaluator(real)
+        scores = {"fid": res.fid, "kid": res.kid}
+        reference = {"fid": base.fid, "kid": base.kid}
+        out.update(scores, kid_std=res.kid_std, warning=res.warning)
+        warning = res.warning
     else:
-        from serialrepro.metrics import energy_distance, grid_kl_bits, mmd, sliced_wasserstein
+        from serialrepro.metrics import distance_scores
 
-        g = torch.Generator().manual_seed(seed)
-        out.update(energy_distance=energy_distance(x, ref), mmd=mmd(x, ref),
-                   sliced_wasserstein=sliced_wasserstein(x, ref, generator=g),
-                   grid_kl_bits=grid_kl_bits(x, ref))
+        scores = distance_scores(x, ref, seed=seed)
+        reference = distance_scores(real, ref, seed=seed)
+        out.update(scores)
+    out["real_vs_real"] = reference
     if as_json:
         typer.echo(json.dumps(out))
-    else:
-        for k, v in out.items():
-            typer.echo(f"{k}: {v}")
+        return
+    typer.echo(f"{cfg.dataset}: {n} samples from {samples} against {out['n_reference']} "
+               f"held-out points; real vs real: {out['n_real_reference']} training points "
+               "against the same held-out points (lower is better)")
+    rows = [("metric", "samples", "real vs real"), *_reference_rows(scores, reference)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        typer.echo(f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}")
+    if data.is_image:
+        typer.echo(f"  (kid ± {out['kid_std']:.2g} over KID subsets)")
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def fig4_cmd(
-    out: Path = typer.Option(Path("results/fig4"), "--out", help="Run directory (resumable)."),
-    preset: str = typer.Option("digits-cpu", help="quick, digits-cpu or mnist-gpu."),
-    seed: int = typer.Option(0),
-    data_dir: Path | None = typer.Option(None, help="Folder with MNIST files (mnist-gpu)."),
-    device: str | None = typer.Option(None),
-    progress: bool = typer.Option(True),
+    out: Path = typer.Option(Path("results/fig4"), "--out", metavar="DIR",
+                             help="run directory (an existing one is resumed)"),
+    preset: str = typer.Option("digits-cpu", "--preset", metavar="NAME",
+                               help="quick (a smoke test), digits-cpu (8x8 digits on a CPU) or "
+                               "mnist-gpu (the paper's MNIST setting; needs --data-dir)"),
+    seed: int = typer.Option(0, "--seed", metavar="N", help=SEED_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", metavar="DIR",
+                                         help="folder with the MNIST .gz files (mnist-gpu)"),
+    device: str | None = typer.Option(None, "--device", metavar="DEVICE", help=DEVICE_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="show a progress bar"),
 ) -> None:
     """The paper's Figure 4: FID against the number of sampling steps (strides 1..20)."""
+    from serialrepro.devices import resolve_device
     from serialrepro.models.fig4 import get_preset, run_fig4
 
     get_preset(preset)

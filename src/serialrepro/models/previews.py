@@ -35,8 +35,8 @@ def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def loss_window(n_steps: int) -> int:
-    """Smoothing window of the loss curve: about 1/50 of the run, between 1 and 200 steps."""
-    return int(min(200, max(1, n_steps // 50)))
+    """Smoothing window of the loss curve: about 1/25 of the run, between 1 and 200 steps."""
+    return int(min(200, max(1, n_steps // 25)))
 
 
 def write_loss_curve(run_dir: str | Path, losses: list[float] | np.ndarray,
