@@ -282,15 +282,17 @@ def test_store_is_atomic_and_detects_unfinished_cells(tmp_path):
     import numpy as np
 
     store = CellStore(tmp_path / "cells")
+    scores = {"kl_bits": 0.5, "jsd_bits": 0.1, "complexity_bits": None, "stationarity": 0.0}
     assert not store.done("abc")
-    store.write("abc", {"key": "abc", "x": 1}, {"a": np.arange(3.0)})
+    store.write("abc", {"key": "abc", "x": 1, "scores": scores}, {"a": np.arange(3.0)})
     assert store.done("abc", need_arrays=True)
     assert store.read_arrays("abc")["a"].tolist() == [0.0, 1.0, 2.0]
     assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == ["abc.json", "abc.npz"]
-    store.write("def", {"key": "def"})
+    store.write("def", {"key": "def", "scores": scores})
     assert store.done("def") and not store.done("def", need_arrays=True)
     (tmp_path / "cells" / "ghi.json").write_text('{"key": "ghi", "trunc')
-    assert not store.done("ghi")  # a torn or hand-edited file is recomputed
+    with pytest.warns(UserWarning, match="recomputed"):
+        assert not store.done("ghi")  # a torn or hand-edited file is recomputed
     (tmp_path / "cells" / "jkl.json").write_text(json.dumps({"key": "other"}))
     assert not store.done("jkl")
 

@@ -98,3 +98,17 @@ def test_a_nan_model_is_refused_not_sampled(name):
     out = SAMPLERS[name](lambda x_t, t: torch.zeros_like(x_t), x, process,
                          generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(out.samples).all()
+
+
+def test_levels_whose_square_underflows_are_refused_and_the_smallest_allowed_is_finite():
+    from serialrepro.experiments.config import MIN_STD_LEVEL, expand, parse_config
+    from serialrepro.experiments.runner import _payload, compute_cell
+
+    def cells(value):
+        return expand(parse_config({"name": "tiny", "sweeps": [{
+            "T": 2, "grid": "torus:8", "schedule": {"kind": "constant", "value": value}}]}))
+
+    with pytest.raises(UserInputError, match="underflows"):
+        cells(1e-163)  # scored NaN everywhere before
+    record, _ = compute_cell(_payload(cells(MIN_STD_LEVEL)[0]))
+    assert all(v is not None and v == v for v in record["scores"].values())

@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -441,6 +442,24 @@ def _max_T(value: Any) -> int:
     return max(_as_list(value))
 
 
+#: smallest standard deviation whose square is a normal float64 (√2.2e−308): below it
+#: σ² underflows and a kernel exp(−d²/2σ²) becomes 0/0 = NaN at d = 0
+MIN_STD_LEVEL = math.sqrt(sys.float_info.min)
+
+
+def check_representable(family, levels: list[float]) -> list[float]:
+    """Refuse levels that are not finite, or standard deviations so small that σ²
+    underflows in float64 (every score of such a cell would be NaN)."""
+    for t, s in enumerate(levels, start=1):
+        if not math.isfinite(s):
+            raise UserInputError(f"level {t} of the schedule is {s!r}, not a finite number")
+        if family.sigma_is_std and 0 < s < MIN_STD_LEVEL:
+            raise UserInputError(
+                f"level {t} of the schedule, σ={s:g}, is below {MIN_STD_LEVEL:.3g}: σ² "
+                "underflows in float64; use a larger noise level")
+    return levels
+
+
 def cell_bytes(space, T: int, backend: str) -> int:
     """Peak memory of one cell (integer arithmetic, nothing built): the simulation keeps
     q_0..q_T and r_0..r_T (``2 (T + 1) M`` float64 values, docs/design.md §2) and the
@@ -505,7 +524,7 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
             try:
                 space = parse_grid(grid)
                 fam = get_family(noise)
-                levels = check_schedule(fam, sched.levels(T, fam.name))
+                levels = check_representable(fam, check_schedule(fam, sched.levels(T, fam.name)))
                 backend = resolve_backend(space, config.backend)
                 if backend == "dense":
                     check_dense_fits(space)  # a grid too large for memory fails now
