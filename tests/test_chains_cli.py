@@ -80,7 +80,7 @@ def test_simulate_then_analyze_round_trip(app, tmp_path):
     # the simulated values are unit coordinates: σ comes back in the same units
     assert summary["noise_fit"]["sigma_data"] == pytest.approx(0.05, rel=0.15)
     text = _no_urls(an / "report.html")
-    assert "maximum-likelihood perception level" in text and "AR(1) fit" in text
+    assert "noise level σ" in text and "AR(1) fit" in text
 
 
 def test_simulation_is_deterministic_in_its_seed(app, tmp_path):

@@ -58,40 +58,71 @@ def simulate_cmd(
                f"{out / 'report.html'}")
 
 
+#: accepted spellings of a family name on the command line -> the registry name
+_FAMILY_ALIASES = {"vonmises": "von-mises", "von_mises": "von-mises"}
+
+
 @chains_app.command("analyze")
 def analyze_cmd(
     data: Path = typer.Argument(..., help="Long-format chain table (.csv, .tsv, .parquet)."),
     value_cols: str = typer.Option(..., "--value-cols", help="Value columns, e.g. x,y."),
-    chain_col: str = typer.Option("chain", "--chain-col"),
-    iteration_col: str = typer.Option("iteration", "--iteration-col"),
-    item_col: str | None = typer.Option(None, "--item-col",
-                                        help="Optional item column (chains are chain × item)."),
+    chain_col: str = typer.Option("chain", "--chain-col", help="Chain id column; several "
+                                  "columns form one id, e.g. Seed,Chain."),
+    iteration_col: str = typer.Option("iteration", "--iteration-col",
+                                      help="Iteration column (whole numbers; 0 = the seed)."),
+    item_col: str | None = typer.Option(None, "--item-col", help="Item column(s) of "
+                                        "multi-item displays (chains are chain × item)."),
+    stimulus_col: str | None = typer.Option(None, "--stimulus-col", help="Column(s) with the "
+                                            "stimulus shown at each iteration, one per value "
+                                            "column: the first becomes iteration 0 and each "
+                                            "is checked against the previous response."),
+    where: str | None = typer.Option(None, "--where", help="Keep rows matching a comparison "
+                                     "of columns, e.g. \"block == 2 and rt < 5000\"."),
+    duplicates: str = typer.Option("error", "--duplicates", help="Repeated (chain, item, "
+                                   "iteration) rows: error, first, last or mean."),
+    group_col: str | None = typer.Option(None, "--group-col", help="Fit each group "
+                                         "(participant, condition) separately as well as "
+                                         "pooled; writes group_fits.csv."),
+    cluster_col: str | None = typer.Option(None, "--cluster-col", help="Independent unit of "
+                                           "the bootstrap (participant, display); default: "
+                                           "the chain."),
+    match_items: bool = typer.Option(False, "--match-items", help="Match the items of "
+                                     "consecutive displays by minimum total distance before "
+                                     "any analysis (when the item id is response order)."),
     mapping: str | None = typer.Option(None, "--map", help="Rename columns first: "
                                        "SOURCE=TARGET,... (e.g. a PsyNet export)."),
     json_col: str | None = typer.Option(None, "--json-col", help="Column holding a JSON list "
                                         "of the values (spread into --value-cols)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first data problem "
                                 "instead of skipping rows."),
-    circular: bool = typer.Option(False, "--circular", help="Angular 1-D data."),
+    circular: bool = typer.Option(False, "--circular", help="Angular 1-D data (angles, "
+                                  "hues); results stay in the data's range."),
     period: float = typer.Option(360.0, "--period", help="Units per turn of circular data."),
-    bins: int | None = typer.Option(None, "--bins", help="Histogram bins per axis."),
-    late: int | None = typer.Option(None, "--late", help="Final iterations taken as "
-                                    "stationary (default: the last fifth)."),
-    family: str = typer.Option("gaussian", "--family", help="Noise family of the model fit."),
-    rule: str = typer.Option("sample", "--rule", help="Response rule of the model fit."),
+    bins: int | None = typer.Option(None, "--bins", help="Histogram bins of the per-iteration "
+                                    "densities."),
+    late: int | None = typer.Option(None, "--late", help="Final iterations pooled as the late "
+                                    "distribution (default: the last fifth)."),
+    family: str = typer.Option("gaussian", "--family", help="Noise family of the model fit "
+                               "(see serialrepro families; von-mises for circular data)."),
+    rule: str = typer.Option("sample", "--rule", help="Response rule of the model fit: "
+                             "sample, mean or map."),
     production_sigma: float = typer.Option(0.0, "--production-sigma",
                                            help="Production noise (data units) of the model."),
-    grid_n: int | None = typer.Option(None, "--grid", help="Model grid points per axis."),
-    n_boot: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of chains."),
-    seed: int = typer.Option(0, "--seed"),
+    grid_n: int | None = typer.Option(None, "--grid", help="Starting model grid points per "
+                                      "axis (refined automatically)."),
+    n_boot: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of the "
+                               "independent units."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the model chains."),
     no_fit: bool = typer.Option(False, "--no-fit", help="Skip the model fit."),
     out: Path = typer.Option(Path("chains-analysis"), "--out", help="Output folder."),
     fmt: str = typer.Option("csv", "--format", help="Table format: csv or parquet."),
 ) -> None:
-    """Convergence, stationary prior, AR(1) and noise-level fits; tables, figures, report."""
+    """Convergence, late density, AR(1) and noise-level fits; tables, figures, report."""
+    from serialrepro.chains.agents import RULES
     from serialrepro.chains.analysis import analyze_chains
-    from serialrepro.chains.data import load_chains
+    from serialrepro.chains.data import DUPLICATE_POLICIES, load_chains
     from serialrepro.chains.outputs import write_analysis
+    from serialrepro.errors import unknown_name
     from serialrepro.families import get_family
 
     if fmt not in ("csv", "parquet"):
@@ -100,24 +131,38 @@ def analyze_cmd(
         raise UserInputError(f"--bootstrap {n_boot} must be ≥ 0")
     if production_sigma < 0:
         raise UserInputError(f"--production-sigma {production_sigma} must be ≥ 0")
-    get_family(family)
+    if rule not in RULES:
+        raise unknown_name("response rule", rule, RULES)
+    if duplicates not in DUPLICATE_POLICIES:
+        raise unknown_name("duplicates policy", duplicates, DUPLICATE_POLICIES)
+    if not period > 0:
+        raise UserInputError(f"--period {period} must be > 0")
+    family = get_family(_FAMILY_ALIASES.get(family, family)).name
     table = load_chains(data, _split(value_cols), chain_col, iteration_col, item_col,
-                        _mapping(mapping), json_col, strict)
+                        _mapping(mapping), json_col, strict,
+                        stimulus_cols=_split(stimulus_col) or None, where=where,
+                        duplicates=duplicates, group_cols=group_col, cluster_cols=cluster_col,
+                        circular=circular, period=period if circular else None)
     for w in table.report.warnings[:10]:
         typer.echo(f"warning: {w}", err=True)
     if len(table.report.warnings) > 10:
         typer.echo(f"warning: … {len(table.report.warnings) - 10} more in load_report.json",
                    err=True)
     a = analyze_chains(table, circular, period, bins, late, family, rule, production_sigma,
-                       grid_n, n_boot, seed, not no_fit)
+                       grid_n, n_boot, seed, not no_fit, match_items=match_items)
+    for w in a.warnings:
+        typer.echo(f"warning: {w}", err=True)
     summary = write_analysis(a, out, fmt)
+    conv = {True: "converged", False: "NOT converged", None: "convergence not judged"}
     msg = (f"{summary['chains']} chains, {summary['iterations']} iterations: "
-           f"{summary['convergence_metric']} {summary['initial_distance']:.3g} -> "
-           f"{summary['final_distance']:.3g}")
+           f"{conv[summary['convergence']['converged']]}")
     if "noise_fit" in summary:
         nf = summary["noise_fit"]
-        s = nf["sigma_data"] if nf["sigma_data"] is not None else nf["sigma_unit"]
+        s = nf["sigma_data"] if nf.get("sigma_data") is not None else nf["sigma_unit"]
+        ci = nf.get("sigma_ci") or nf["sigma_ci_unit"]
         msg += f"; ML σ ({nf['family']}, {nf['rule']}) = {s:.4g}"
+        if ci and None not in ci:
+            msg += f" [{ci[0]:.4g}, {ci[1]:.4g}]"
     typer.echo(msg + f" -> {out / 'report.html'}")
 
 

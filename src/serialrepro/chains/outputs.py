@@ -11,6 +11,7 @@ import pandas as pd
 from serialrepro.atomic import write_bytes, write_json, write_table, write_text
 from serialrepro.chains import report as rp
 from serialrepro.chains.analysis import Analysis
+from serialrepro.chains.prior import density_grid_1d, density_grid_2d, iteration_densities
 from serialrepro.grid.scores import jsd_bits
 
 
@@ -101,114 +102,273 @@ def _json(obj) -> str:
     return json.dumps(obj, indent=2, default=float)
 
 
+def _ci(lo: float | None, hi: float | None, fmt: str = ".3g") -> str:
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return "no interval"
+    return f"95 % CI {lo:{fmt}}–{hi:{fmt}}"
+
+
+def _verdict_text(v: dict) -> str:
+    c = v["converged"]
+    return {True: "converged", False: "not converged", None: "cannot be judged"}[c]
+
+
+def _summary_rows(a: Analysis) -> list[tuple[str, str]]:
+    s = a.summary
+    v = a.verdict
+    dep = v["start_dependence"]
+    rows = [("chains", f"{s['chains']} ({s['clusters']} independent units: "
+                       f"{s['cluster_col']})"),
+            ("iterations", f"{s['iterations']} reproductions (iteration rows "
+                           f"{int(a.iterations[0])}–{int(a.iterations[-1])}); late: last "
+                           f"{a.late}"),
+            ("transitions", str(s["transitions"])),
+            ("convergence", _verdict_text(v)),
+            (f"correlation with the start at iteration {dep['iteration']}",
+             f"{dep['correlation']:.3f} ({dep['statistic']}; "
+             f"{_ci(dep['lower'], dep['upper'])})")]
+    sa = v["seed_agreement"]
+    if sa is not None:
+        rows.append(("chains from different seeds at the last iteration",
+                     f"permutation p = {sa['p_value']:.3g} over {sa['groups']} seed groups"))
+    lo, hi = s["final_distance_ci"]
+    rows.append(("energy distance to the late iterations, first → last",
+                 f"{s['initial_distance']:.3g} → {s['final_distance']:.3g} "
+                 f"({_ci(lo, hi)}; data units)"))
+    rows.append((f"modes of the {s['late_density']['name']}", str(s["late_density"]["modes"])))
+    if "ar1" in s:
+        ar = s["ar1"]
+        lo, hi = ar["slope_ci"]
+        stat = ("stationary" if ar["stationary"] else "NON-STATIONARY: no stationary variance")
+        rows.append(("AR(1) slope λ", f"{ar['slope']:.3f} ({_ci(lo, hi)}; {stat})"))
+        if ar["stationary"]:
+            rows.append(("AR(1) fixed point, stationary variance",
+                         f"{ar['fixed_point']:.4g}, {ar['stationary_var']:.4g}"))
+    if "noise_fit" in s:
+        nf = s["noise_fit"]
+        val = nf["sigma_data"] if nf.get("sigma_data") is not None else nf["sigma_unit"]
+        ci = nf.get("sigma_ci") or nf["sigma_ci_unit"]
+        rows.append((f"noise level σ ({nf['family']}, rule {nf['rule']})",
+                     f"{val:.4g} ({_ci(*ci, fmt='.4g')}, {nf['ci_method']}; grid "
+                     f"{nf['grid_n']} per axis" + ("; AT A BOUND" if nf["at_bound"] else "")
+                     + ")"))
+    return rows
+
+
 def write_analysis(a: Analysis, out: Path, fmt: str = "csv") -> dict:
     """Tables, figures, summary.json, load_report.json and report.html of an analysis."""
     out.mkdir(parents=True, exist_ok=True)
     t = a.table
+    c = a.coords
     names = t.value_cols
-    unit_label = (f"{names[0]} (period {a.coords.scale:g})" if a.coords.circular
-                  else names[0])
+    circ = c.circular
+    domain = c.domain
+    label = f"{names[0]} (period {c.scale:g})" if circ else names[0]
+    late_name = a.summary["late_density"]["name"]
     figures: dict[str, bytes] = {}
+    captions: dict[str, str] = {}
+    its = a.iterations
+
+    # convergence
     write_table(a.convergence, out / f"convergence.{fmt}")
-    figures["convergence"] = rp.fig_convergence(a.convergence, a.model_convergence)
+    write_table(a.start_dependence, out / f"start_dependence.{fmt}")
     if a.model_convergence is not None:
         write_table(a.model_convergence, out / f"model_convergence.{fmt}")
-    late_unit = a.unit[:, len(a.iterations) - a.late:].reshape(-1, t.dims)
+    from serialrepro.chains.convergence import DEPENDENCE_SMALL
+
+    figures["convergence"] = rp.fig_convergence(a.convergence, a.model_convergence,
+                                                a.start_dependence, DEPENDENCE_SMALL)
+    dep = a.verdict["start_dependence"]
+    s = a.summary
+    captions["convergence"] = (
+        f"Left: energy distance (U-statistic, data units) of each iteration's values to the "
+        f"pooled last {a.late} iteration(s), {s['initial_distance']:.3g} at iteration "
+        f"{int(its[0])} and {s['final_distance']:.3g} "
+        f"({_ci(*s['final_distance_ci'])}) at iteration {int(its[-1])}; bands: 95 % "
+        f"bootstrap over {s['clusters']} {s['cluster_col']} units. Right: correlation of "
+        f"iteration n with the start ({dep['statistic']}), {dep['correlation']:.2f} "
+        f"({_ci(dep['lower'], dep['upper'], '.2f')}) at the last iteration; grey: "
+        f"|r| < {DEPENDENCE_SMALL:g}. Verdict: {_verdict_text(a.verdict)}.")
+
+    # late density
+    late_unit = a.unit[:, len(its) - a.late:].reshape(-1, t.dims)
     late_unit = late_unit[~np.isnan(late_unit).any(-1)]
-    late_data = a.coords.from_unit(late_unit)
+    late_data = c.from_unit(late_unit)
+    n_modes = a.n_modes
     if t.dims == 1:
-        g = (np.linspace(-0.5, 0.5, 401) if a.coords.circular else
-             np.linspace(late_unit.min() - 0.05, late_unit.max() + 0.05, 401))
-        dens = a.prior.density(g[:, None]) / a.coords.scale
-        gx = a.coords.from_unit(g)
+        gx, dens = density_grid_1d(a.prior, c, late_unit[:, 0])
         write_table(pd.DataFrame({names[0]: gx, "density": dens}), out / f"prior_kde.{fmt}")
-        figures["prior"] = rp.fig_prior_1d(late_data[:, 0], gx, dens, unit_label)
+        figures["prior"] = rp.fig_prior_1d(late_data[:, 0], gx, dens, label,
+                                           title=f"{late_name} (last {a.late} iterations)",
+                                           domain=domain)
+        integral = float(np.trapezoid(dens, gx))
+    elif t.dims == 2:
+        gx, gy, dens = density_grid_2d(a.prior, c, late_unit)
+        mx, my = np.meshgrid(gx, gy, indexing="ij")
+        write_table(pd.DataFrame({names[0]: mx.reshape(-1), names[1]: my.reshape(-1),
+                                  "density": dens.reshape(-1)}), out / f"prior_kde.{fmt}")
+        figures["prior"] = rp.fig_prior_2d(late_data, (gx[0], gx[-1], gy[0], gy[-1]), dens,
+                                           (names[0], names[1]),
+                                           title=f"{late_name} (last {a.late} iterations)")
+        integral = float(np.trapezoid(np.trapezoid(dens, gy, axis=1), gx))
     else:
-        lo, hi = late_unit[:, :2].min(0) - 0.05, late_unit[:, :2].max(0) + 0.05
-        dens = None
-        if t.dims == 2:
-            gx, gy = np.linspace(lo[0], hi[0], 80), np.linspace(lo[1], hi[1], 80)
-            mesh = np.stack(np.meshgrid(gx, gy, indexing="ij"), -1).reshape(-1, 2)
-            dens = a.prior.density(mesh).reshape(80, 80)
-            dm = a.coords.from_unit(mesh)
-            write_table(pd.DataFrame({names[0]: dm[:, 0], names[1]: dm[:, 1],
-                                      "density": dens.reshape(-1) / a.coords.scale**2}),
-                        out / f"prior_kde.{fmt}")
-        ext_lo, ext_hi = a.coords.from_unit(lo), a.coords.from_unit(hi)
-        figures["prior"] = rp.fig_prior_2d(
-            late_data, (ext_lo[0], ext_hi[0], ext_lo[1], ext_hi[1]), dens, (names[0], names[1]),
-            title="stationary prior (late iterations)" + ("" if t.dims == 2 else
-                                                          ", first two axes"))
-    data_vals = a.coords.from_unit(a.unit)
-    if a.coords.circular:
-        data_vals = a.unit * a.coords.scale
-    model_vals = None if a.model_unit is None else (
-        a.model_unit * a.coords.scale if a.coords.circular else a.coords.from_unit(a.model_unit))
+        figures["prior"] = rp.fig_prior_2d(late_data, (0, 1, 0, 1), None, (names[0], names[1]),
+                                           title=f"{late_name}, first two axes")
+        integral = float("nan")
+    what = ("the agents' prior, since the chains have converged" if a.converged
+            else "not the agents' prior: the chains have not been shown to converge")
+    captions["prior"] = (
+        f"Kernel density estimate of the {late_name} ({len(late_unit)} values of the last "
+        f"{a.late} iteration(s); bandwidth {a.prior.bandwidth * c.scale:.3g} data units"
+        + ("; wrapped normal kernel" if circ else "; Scott's rule")
+        + f"); {n_modes} mode(s); it integrates to {integral:.3f} over "
+        + (f"one period {domain[0]:g}–{domain[1]:g}" if circ else "the plotted range")
+        + f" — {what}.")
+
+    # chains
+    data_vals = c.from_unit(a.unit)
+    model_vals = None if a.model_unit is None else c.from_unit(a.model_unit)
     if t.dims == 1:
         panels = [("data", data_vals[:, :, 0])]
         if model_vals is not None:
             panels.append(("fitted Bayesian agent", model_vals[:, :, 0]))
-        figures["trajectories"] = rp.fig_trajectories(a.iterations, panels, unit_label)
+        unimodal = n_modes <= 1
+        figures["trajectories"] = rp.fig_trajectories(
+            its, panels, label, period=c.scale if circ else None, domain=domain,
+            band=unimodal)
+        captions["trajectories"] = (
+            f"Up to 40 chains of {s['chains']}" + (", lines broken where a chain wraps "
+                                                 f"around {domain[0]:g}/{domain[1]:g}"
+                                                 if circ else "")
+            + ("; red: median and 10–90 % of all chains" if unimodal and not circ else "")
+            + ".")
+        edges, d_data = iteration_densities(a.unit, c, 36 if circ else 30)
+        dpanels = [("data", d_data)]
+        tabs = [pd.DataFrame({"iteration": np.repeat(its, len(edges) - 1), "source": "data",
+                              "bin_low": np.tile(edges[:-1], len(its)),
+                              "bin_high": np.tile(edges[1:], len(its)),
+                              "density": d_data.reshape(-1)})]
+        if a.model_unit is not None:
+            _, d_model = iteration_densities(a.model_unit, c, 36 if circ else 30,
+                                             edges=edges)
+            dpanels.append(("fitted Bayesian agent", d_model))
+            tabs.append(tabs[0].assign(source="model", density=d_model.reshape(-1)))
+        write_table(pd.concat(tabs, ignore_index=True), out / f"iteration_density.{fmt}")
+        figures["iteration_density"] = rp.fig_iteration_density(its, edges, dpanels, label)
+        captions["iteration_density"] = (
+            f"Density of the values at each iteration (histogram, {len(edges) - 1} bins over "
+            + (f"one period {domain[0]:g}–{domain[1]:g}" if circ else "the data's range")
+            + ", each column integrating to 1; shared colour scale)"
+            + (" for data and the fitted agent" if len(dpanels) > 1 else "") + ".")
     else:
-        panels = [("data, first iteration", data_vals[:, 0]),
-                  ("data, last iteration", data_vals[:, -1])]
+        first = ("data, first iteration", data_vals[:, 0])
+        panels = [first, ("data, last iteration", data_vals[:, -1])]
         if model_vals is not None:
             panels.append(("fitted agent, last iteration", model_vals[:, -1]))
         panels = [(k, v[~np.isnan(v).any(-1)]) for k, v in panels]
         figures["trajectories"] = rp.fig_scatter_2d(panels, (names[0], names[1]))
-    tables: list[tuple[str, pd.DataFrame]] = []
+        captions["trajectories"] = (f"Values of all {s['chains']} chains at the first and the "
+                                    "last iteration" + (", and of the fitted agent's chains"
+                                                        if model_vals is not None else "")
+                                    + ".")
+
+    # fits
+    fit_tables: list[tuple[str, pd.DataFrame]] = []
     if a.ar1 is not None:
         write_table(a.ar1, out / f"ar1.{fmt}")
-        tables.append(("AR(1) fit (95 % bootstrap intervals over chains)", a.ar1))
+        fit_tables.append((f"AR(1) fit (95 % bootstrap intervals over {s['clusters']} "
+                           f"{s['cluster_col']} units; — : not defined for a non-stationary "
+                           "fit)", a.ar1))
         x, xn, _ = t.transitions()
         est = dict(zip(a.ar1["quantity"], a.ar1["estimate"], strict=True))
-        if a.coords.circular:
-            figures["ar1"] = rp.fig_ar1(wrap_period(x[:, 0], a.coords.scale),
-                                        wrap_period(xn[:, 0], a.coords.scale), est["slope"],
-                                        est["fixed_point"], names[0], circular=True)
-        else:
-            figures["ar1"] = rp.fig_ar1(x[:, 0], xn[:, 0], est["slope"], est["intercept"],
-                                        names[0])
+        row = a.ar1.set_index("quantity").loc["slope"]
+        figures["ar1"] = rp.fig_ar1(x[:, 0], xn[:, 0], est["slope"],
+                                    est["fixed_point"] if circ else est["intercept"], names[0],
+                                    circular=circ, domain=domain)
+        captions["ar1"] = (f"{s['transitions']} transitions and the "
+                           + ("wrapped " if circ else "") + f"AR(1) fit: slope "
+                           f"{est['slope']:.3f} ({_ci(row['lower'], row['upper'])})"
+                           + ("" if a.ar1_stationary else
+                              "; the slope reaches 1, so the fit is non-stationary") + ".")
     if a.noise_fit is not None:
         nf = a.noise_fit
-        write_table(nf.profile, out / f"noise_profile.{fmt}")
-        col = "sigma_data" if nf.sigma_data is not None else "sigma_unit"
-        figures["noise_profile"] = rp.fig_profile(
-            nf.profile, nf.sigma_data if nf.sigma_data is not None else nf.sigma_unit, col)
-        tables.append(("maximum-likelihood perception level", pd.DataFrame([nf.as_dict()])))
+        prof = nf.profile.copy()
+        scale = c.scale if nf.level_is_scale else 1.0
+        prof["sigma_data"] = prof["sigma_unit"] * scale
+        write_table(prof, out / f"noise_profile.{fmt}")
+        ci = nf.ci_data(c.scale) if nf.level_is_scale else nf.sigma_ci_unit
+        est = nf.sigma_unit * scale
+        figures["noise_profile"] = rp.fig_profile(prof["sigma_data"].to_numpy(),
+                                                  prof["loglik"].to_numpy(), est, ci,
+                                                  "data units" if nf.level_is_scale
+                                                  else "weight")
+        captions["noise_profile"] = (
+            f"Log-likelihood of the {nf.n_transitions} transitions under a {nf.family} agent "
+            f"(rule {nf.rule}) with the {late_name} as its prior; ML σ = {est:.4g} "
+            f"({_ci(*ci, fmt='.4g')}, {nf.ci_method}) on a {nf.grid_n}-point grid per axis"
+            + ("; σ is at a search bound or the resolution limit" if nf.at_bound else "")
+            + ".")
+    if a.group_fits is not None:
+        write_table(a.group_fits, out / f"group_fits.{fmt}")
+        cols = [(k, lab) for k, lab in (("sigma", "σ (data units)"), ("slope", "AR(1) slope"))
+                if k in a.group_fits]
+        if cols:
+            figures["group_fits"] = rp.fig_group_fits(a.group_fits, cols)
+            captions["group_fits"] = (
+                f"Per-group fits ({t.group_name}, {len(a.group_fits) - 1} groups) with 95 % "
+                "intervals (clustered bootstrap within each group); red: the pooled fit.")
+
+    # displays
+    if a.display_stats is not None:
+        write_table(a.display_stats, out / f"display_stats.{fmt}")
+        figures["display_stats"] = rp.fig_display_stats(a.display_stats)
+        captions["display_stats"] = (
+            "Per iteration, the mean over displays of the within-display dispersion and of "
+            "the mean nearest-neighbour distance, for the data"
+            + (" and the fitted independent-item model" if a.model_unit is not None else "")
+            + "; bands: 95 % bootstrap intervals.")
+
     _save_figures(out, figures)
     write_json(out / "summary.json", a.summary)
     write_json(out / "load_report.json", t.report.as_dict())
-    warn = t.report.warnings
+
+    def fig(k: str) -> list[tuple[str, bytes]]:
+        return [(captions[k], figures[k])] if k in figures else []
+
+    load_warn = t.report.warnings
     sections = [
+        rp.Section("Summary", html=rp.key_value_table(_summary_rows(a)),
+                   warnings=a.warnings),
         rp.Section("Data", paragraphs=[
             f"{t.report.path}: {t.report.rows_read} rows read, {t.report.rows_kept} kept, "
-            f"{t.report.chains} chains, {len(a.iterations)} iterations, {t.dims} value "
-            f"column(s) {', '.join(names)}" + (" (circular)" if a.coords.circular else "")
-            + f"; the last {a.late} iteration(s) are taken as stationary."],
-            items=(warn[:50] + ([f"… and {len(warn) - 50} more (load_report.json)"]
-                                if len(warn) > 50 else [])) + a.notes),
+            f"{t.report.chains} chains, {s['iterations']} iterations, {t.dims} value "
+            f"column(s) {', '.join(names)}" + (f" (circular, {domain[0]:g}–{domain[1]:g})"
+                                              if circ else "")
+            + f"; the last {a.late} iteration(s) are pooled as the late distribution."],
+            items=a.notes,
+            folded=([("load warnings", pd.DataFrame({"warning": load_warn}))]
+                    if load_warn else [])),
         rp.Section("Convergence", paragraphs=[
-            "Distance of each iteration's distribution (across chains) to that of the late "
-            "iterations; bands are 95 % percentile bootstrap intervals over chains."],
-            figures=[("convergence", figures["convergence"])],
-            tables=[("convergence", a.convergence)]),
-        rp.Section("Stationary prior", paragraphs=[
-            "Kernel density estimate (Scott's rule) of the late iterations: the prior the "
-            "chains converge to when agents sample from their posterior."],
-            figures=[("prior", figures["prior"])]),
-        rp.Section("Chains", figures=[("trajectories", figures["trajectories"])]),
+            "Two diagnostics that do not take the data's own end as the truth: the "
+            "dependence of each iteration on the start, and the agreement of chains started "
+            "from different seeds (a permutation test). The distance curve on the left is "
+            "descriptive."], figures=fig("convergence"),
+            folded=[("distance per iteration", a.convergence),
+                    ("correlation with the start per iteration", a.start_dependence)]),
+        rp.Section("Late distribution" if not a.converged else "Stationary prior",
+                   figures=fig("prior")),
+        rp.Section("Chains", figures=fig("trajectories") + fig("iteration_density")),
     ]
-    if tables or "ar1" in figures or "noise_profile" in figures:
-        sections.append(rp.Section(
-            "Fits", tables=tables,
-            figures=[(k.replace("_", " "), figures[k]) for k in ("ar1", "noise_profile")
-                     if k in figures]))
-    sections.append(rp.Section("Summary", preformatted=_json(a.summary)))
+    if fit_tables or a.noise_fit is not None:
+        sections.append(rp.Section("Fits", figures=fig("ar1") + fig("noise_profile"),
+                                   tables=fit_tables))
+    if a.group_fits is not None:
+        sections.append(rp.Section("Per-group fits", figures=fig("group_fits"),
+                                   folded=[("per-group estimates", a.group_fits)]))
+    if a.display_stats is not None:
+        sections.append(rp.Section("Displays", figures=fig("display_stats"),
+                                   folded=[("display statistics", a.display_stats)]))
+    sections.append(rp.Section("Machine-readable summary", paragraphs=[
+        "The same numbers as summary.json."], preformatted=_json(a.summary)))
     write_text(out / "report.html", rp.html_report("serialrepro · chain analysis", sections))
     return a.summary
-
-
-def wrap_period(x: np.ndarray, period: float) -> np.ndarray:
-    return (np.mod(x / period + 0.5, 1.0) - 0.5) * period
-
