@@ -309,3 +309,195 @@ def test_channel_information_on_large_grids_without_quadratic_cost() -> None:
     assert all(v is not None and v >= 0 for v in uni.mutual_information_bits)
     assert fixed.mutual_information_bits == [None, None]
     assert fixed.conditional_entropy_bits == [None, None]
+
+
+# -- issue 11: keep, memory model, gradients in σ, devices --------------------------------
+
+def _mixture(space: GridSpace) -> torch.Tensor:
+    return gaussian_mixture(space, [[0.1] * space.dims, [-0.2] * space.dims], [0.004, 0.008],
+                            mix=0.1)
+
+
+@pytest.mark.parametrize("step", ["serial", "ancestral"])
+def test_keep_returns_the_asked_steps_and_the_same_scores(step: str) -> None:
+    space = GridSpace.torus(16, 2)
+    data = _mixture(space)
+    levels = torch.linspace(0.02, 0.1, 7).tolist()
+    full = simulate(data, "bimodal", levels, space, step=step, keep="all")
+    assert full.kept_steps is None and full.reverse.shape[0] == 8
+    want = {"none": [], "final": [0, 7], "every:3": [0, 3, 6, 7], "every:10": [0, 7]}
+    for keep, steps in want.items():
+        res = simulate(data, "bimodal", levels, space, step=step, keep=keep)
+        assert res.kept_steps == steps and res.reverse.shape[0] == len(steps)
+        for key in ("kl_bits", "jsd_bits", "complexity_bits", "stationarity"):
+            assert getattr(res, key) == getattr(full, key), (keep, key)
+        assert res.mutual_information_bits == full.mutual_information_bits
+        assert torch.equal(res.final, full.reverse[0])
+        for t in steps:
+            assert torch.equal(res.reverse_at(t), full.reverse[t])
+            assert torch.equal(res.marginal_at(t), full.marginals[t])
+        if 1 not in steps:
+            with pytest.raises(UserInputError, match="t=1 was not kept"):
+                res.reverse_at(1)
+    # auto keeps every step while both trajectories fit in KEEP_ALL_BYTES
+    assert simulate(data, "bimodal", levels, space, step=step).kept_steps is None
+
+
+@pytest.mark.parametrize("bad", ["some", "every:0", "every:x", "every:", "", "al"])
+def test_bad_keep_is_one_line_naming_the_choices(bad: str) -> None:
+    from serialrepro.grid.process import parse_keep
+
+    with pytest.raises(UserInputError) as err:
+        parse_keep(bad, 10)
+    msg = str(err.value)
+    assert repr(bad) in msg and "every:K" in msg and "final" in msg and "\n" not in msg
+    with pytest.raises(UserInputError):
+        simulate(three_modes(GridSpace.torus(8)), "gaussian", [0.1, 0.2], GridSpace.torus(8),
+                 keep=bad)
+
+
+def test_keep_auto_switches_to_final_when_trajectories_are_large() -> None:
+    from serialrepro.grid.process import KEEP_ALL_BYTES, parse_keep
+
+    space = GridSpace.torus(256, 2)
+    T = KEEP_ALL_BYTES // (2 * 8 * space.size)  # the largest T that still keeps all
+    assert parse_keep("auto", T - 1, space) is None
+    assert parse_keep("auto", T + 1, space) == [0, T + 1]
+
+
+def test_memory_model_counts_levels_held() -> None:
+    from serialrepro.grid.process import WORK_LEVELS, simulation_bytes
+
+    space = GridSpace.torus(64, 2)
+    level = 8 * space.size
+    none = [simulation_bytes(space, T, "none") for T in (10, 20)]
+    full = [simulation_bytes(space, T, "all") for T in (10, 20)]
+    # marginals are always held (the reverse pass reads them); "all" adds T + 1 states
+    kern = 10 * (space.size // 64) * 33 * 16
+    assert none[1] - none[0] == 10 * level + kern
+    assert full[0] - none[0] == 11 * level
+    assert none[0] == (11 + WORK_LEVELS) * level + kern
+
+
+def test_memory_model_bounds_the_measured_peak() -> None:
+    """In a fresh process: the peak RSS a simulation adds lies between the marginals it
+    must hold and the model's estimate (plus allocator slack)."""
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import json, torch
+torch.set_num_threads(1)
+from serialrepro.grid import GridSpace, simulate, three_modes
+from serialrepro.grid.process import simulation_bytes
+
+def status(key):  # this process's own counters (ru_maxrss would include the parent's)
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(key))
+
+space = GridSpace.torus(128, 2)
+data = three_modes(space)
+levels = torch.linspace(0.01, 0.05, 300).tolist()
+simulate(data, "gaussian", levels[:3], space)
+try:
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset the peak to the current size
+    before = status("VmRSS:")
+except OSError:
+    before = status("VmHWM:")
+res = simulate(data, "gaussian", levels, space, keep="none")
+print(json.dumps({"grew": status("VmHWM:") - before,
+                  "model": simulation_bytes(space, 300, "none"),
+                  "marginals": 301 * 8 * space.size, "kept": res.reverse.shape[0]}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["kept"] == 0
+    assert 0.8 * got["marginals"] <= got["grew"] <= got["model"] + (24 << 20), got
+
+
+def _finite_difference(fn, x: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
+    out = []
+    for i in range(x.numel()):
+        e = torch.zeros_like(x)
+        e[i] = h
+        out.append((fn(x + e) - fn(x - e)) / (2 * h))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("backend", ["fft", "dense"])
+@pytest.mark.parametrize("name", ["gaussian", "bimodal", "fade-fixed"])
+def test_scores_are_differentiable_in_the_levels(name: str, backend: str) -> None:
+    """autograd through the whole simulation (kernels, forward, sampler, pull-back) matches
+    central finite differences of the float scores."""
+    space = GridSpace.torus(8, 2)
+    data = three_modes(space)
+    start = [0.2, 0.4, 0.6] if name.startswith("fade") else [0.05, 0.08, 0.12]
+    levels = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    res = simulate(data, name, levels, space, backend=backend)
+    assert res.sigmas == start
+    for key in ("kl_bits", "stationarity", "complexity_bits"):
+        (grad,) = torch.autograd.grad(res.score_tensors[key], levels, retain_graph=True)
+        fd = _finite_difference(
+            lambda x, key=key: getattr(simulate(data, name, x.tolist(), space, backend=backend,
+                                                info=False), key), levels.detach())
+        assert torch.allclose(grad, fd, rtol=1e-5, atol=1e-7), (key, grad, fd)
+        assert float(res.score_tensors[key].detach()) == getattr(res, key)
+
+
+def test_gradient_matches_between_fft_and_dense() -> None:
+    space = GridSpace.torus(8, 2)
+    data = _mixture(space)
+    grads = []
+    for backend in ("fft", "dense"):
+        levels = torch.tensor([0.03, 0.06, 0.09], dtype=torch.float64, requires_grad=True)
+        res = simulate(data, "laplace", levels, space, backend=backend, keep="none")
+        grads.append(torch.autograd.grad(res.score_tensors["kl_bits"], levels)[0])
+    assert torch.allclose(grads[0], grads[1], rtol=0, atol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", ["gaussian", "bimodal", "fade-fixed"])
+def test_simulation_on_cuda_follows_the_input_and_equals_cpu(name: str) -> None:
+    space = GridSpace.torus(32, 2)
+    data = _mixture(space)
+    levels = [0.1, 0.3, 0.6] if name.startswith("fade") else [0.02, 0.04, 0.07]
+    cpu = simulate(data, name, levels, space, keep="all")
+    gpu = simulate(data.to("cuda"), name, levels, space, keep="all")
+    assert gpu.reverse.device.type == "cuda" and gpu.marginals.device.type == "cuda"
+    assert gpu.final.dtype == torch.float64
+    for key in ("kl_bits", "jsd_bits", "complexity_bits", "stationarity"):
+        assert abs(getattr(cpu, key) - getattr(gpu, key)) < 1e-10, key
+    assert torch.allclose(gpu.reverse.cpu(), cpu.reverse, rtol=0, atol=1e-12)
+
+
+def test_cli_keep_option(capsys, monkeypatch) -> None:
+    import json
+    import sys
+
+    from serialrepro.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["serialrepro", "simulate", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        return code, capsys.readouterr()
+
+    base = ["--grid", "torus:16", "--sigmas", "0.02:0.06:6", "--json"]
+    code, out = run(*base, "--keep", "all")
+    assert code == 0
+    full = json.loads(out.out)
+    code, out = run(*base, "--keep", "every:2")
+    assert code == 0
+    sparse = json.loads(out.out)
+    for key in ("kl_bits", "jsd_bits", "complexity_bits", "stationarity"):
+        assert sparse[key] == full[key]
+    code, out = run(*base, "--keep", "every:zero")
+    assert code == 2 and "every:K" in out.err and "Traceback" not in out.err
+    code, out = run(*base, "--keep", "none", "--figure", "x.png")
+    assert code == 2 and "needs every step" in out.err

@@ -95,3 +95,21 @@ def test_channel_information_of_two_extreme_channels() -> None:
     # a channel that forgets x (every column uniform): I = 0, H(Y|X) = 1 bit
     h, mi = channel_information_bits(prior, t(0.5, 0.5), torch.ones(2, dtype=torch.float64), 1)
     assert h == pytest.approx(1.0) and mi == pytest.approx(0.0, abs=1e-15)
+
+
+def test_entropy_from_the_kl_log_equals_the_direct_entropy() -> None:
+    """H from log₂(p + ε) plus its correction equals −Σ p log₂ p, also with zeros and
+    entries far below ε (where the correction is evaluated exactly, not as ε/ln 2)."""
+    from serialrepro.grid.scores import entropy_from_log_bits
+
+    gen = torch.Generator().manual_seed(5)
+    p = torch.rand(40, 40, generator=gen, dtype=torch.float64) ** 8
+    p[:5] = 0.0
+    p[5:8] = 1e-30
+    p[8:10] = 3e-9
+    p /= p.sum()
+    got = entropy_from_log_bits(p, torch.log2(p + EPS), 2)
+    assert got.item() == pytest.approx(entropy_bits(p, 2).item(), abs=1e-14)
+    # without the correction the difference is ~ε/ln 2 per entry: the test would see it
+    plain = -(p * torch.log2(p + EPS)).sum()
+    assert abs(plain.item() - entropy_bits(p, 2).item()) > 1e-13

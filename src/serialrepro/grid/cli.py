@@ -93,13 +93,17 @@ def simulate_command(
                                        help="also draw the forward and reverse rows to this "
                                        ".png, .pdf or .svg file"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object with the scores"),
+    keep: str = typer.Option("auto", "--keep", metavar="WHICH",
+                             help="trajectory steps to keep in memory: auto (all while both "
+                             "trajectories fit in 256 MiB, else final), none, final (t = 0 "
+                             "and T), every:K, all; --figure needs all or auto"),
 ) -> None:
     """Run the exact optimal-diffusion simulation of the paper and print its scores."""
     from serialrepro.devices import resolve_device
     from serialrepro.families import get_family
     from serialrepro.grid.kernels import resolve_backend
     from serialrepro.grid.priors import make_prior
-    from serialrepro.grid.process import get_sampler, simulate
+    from serialrepro.grid.process import check_keep, get_sampler, simulate
     from serialrepro.grid.space import parse_grid
 
     # Validate everything before any work.
@@ -109,11 +113,12 @@ def simulate_command(
     get_sampler(step)
     space = parse_grid(grid, dims)
     resolve_backend(space, backend)
+    keep = check_keep(keep, figure is not None)
     if figure is not None:
         check_output_path(figure)
     dev = resolve_device(device)
     data = make_prior(prior, space).to(dev)
-    result = simulate(data, family, levels, space, step=step, backend=backend)
+    result = simulate(data, family, levels, space, step=step, backend=backend, keep=keep)
     out = result.scores()
     out["prior"] = prior
     if figure is not None:

@@ -532,6 +532,8 @@ class KernelSchedule:
 
 def check_schedule(family: NoiseFamily, sigmas) -> list[float]:
     """Validate a noise schedule: non-empty, every level valid, non-decreasing."""
+    if isinstance(sigmas, Tensor):
+        sigmas = sigmas.detach().reshape(-1).tolist()
     try:
         values = [float(s) for s in sigmas]
     except (TypeError, ValueError):

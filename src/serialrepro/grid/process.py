@@ -419,8 +419,9 @@ def _run(data: Tensor, kernels: KernelSchedule, start: Tensor, renoise: bool,
     T, nd = len(kernels), kernels.space.dims
     tracking = _tracks_grad(data, start, levels=kernels.levels)
     keep_all = steps is None
-    # levels returned whole are written into one buffer; otherwise each step's own tensor
-    q = _Levels(T + 1, data, tracking or not keep_all)
+    # one buffer the steps write into: no copies, and no heap fragmentation (a list of
+    # per-step tensors interleaved with the steps' temporaries grew the peak by ~2×)
+    q = _Levels(T + 1, data, tracking)
     prev = q.set(0, data)
     log_prev = None
     kls: list[Tensor] = []
