@@ -35,7 +35,9 @@ def _mapping(text: str | None) -> dict[str, str]:
 
 @chains_app.command("simulate")
 def simulate_cmd(
-    config: Path = typer.Argument(..., help="YAML config (see serialrepro.chains.simulate)."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="a YAML config file (see "
+                                  "serialrepro.chains.simulate) or a shipped config name: "
+                                  "bimodal-1d, gaussian-ar1, hue-circular"),
     out: Path = typer.Option(Path("chains-sim"), "--out", help="Output folder."),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
     fmt: str = typer.Option("", "--format", help="Table format: csv or parquet "

@@ -21,6 +21,7 @@ with their key path) describes the prior, the agent, the chains and the mode:
       production_sigma: 0.0
       production_family: gaussian
     chains: {n_chains: 200, n_iterations: 20, start: {kind: uniform, low: -0.4, high: 0.4}}
+                          # 20 reproductions: rows at iterations 0 (the start) to 20
     output: {value_cols: [x], period: 360}   # period: data units per turn (circular only)
     seed: 0
 
@@ -118,6 +119,9 @@ class StartSpec(_Strict):
 
 
 class ChainsSpec(_Strict):
+    """``n_iterations`` counts reproductions, not the start: a chain has rows at iterations
+    0 (the start) to ``n_iterations`` (the convention of every command)."""
+
     n_chains: Annotated[int, Field(ge=1, le=1_000_000)] = 100
     n_iterations: Annotated[int, Field(ge=1, le=100_000)] = 20
     start: StartSpec = StartSpec()
@@ -151,13 +155,42 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     return f"invalid config {source}: " + "; ".join(parts)
 
 
+def shipped_config_dir() -> Path:
+    """The folder of the shipped chain configs (``serialrepro/chains/configs``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("serialrepro.chains") / "configs"))
+
+
+def shipped_names() -> list[str]:
+    """Names of the shipped chain configs (``chains simulate NAME``)."""
+    return sorted(p.stem for p in shipped_config_dir().glob("*.yaml"))
+
+
+def resolve_config_path(config: str | Path) -> Path:
+    """A YAML file as given, else the shipped config of that name (``bimodal-1d`` or
+    ``bimodal-1d.yaml``), else a one-line error listing the shipped names."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    name = path.stem if path.suffix in (".yaml", ".yml") and path.parent == Path(".") else None
+    name = name if name is not None else str(config)
+    shipped = shipped_config_dir() / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise UserInputError(f"chain config {str(config)!r} is neither a file nor a shipped config; "
+                         f"shipped: {', '.join(shipped_names())}")
+
+
 def load_config(path_or_dict: str | Path | dict) -> SimulateConfig:
-    """Read and validate a simulate config (a YAML file or an already-parsed dict)."""
+    """Read and validate a simulate config: a YAML file, the name of a shipped config
+    (:func:`shipped_names`) or an already-parsed dict."""
     source = "(dict)"
     data = path_or_dict
     if not isinstance(path_or_dict, dict):
+        path = resolve_config_path(path_or_dict)
         source = repr(str(path_or_dict))
-        data = read_yaml(path_or_dict)
+        data = read_yaml(path)
     if not isinstance(data, dict):
         raise UserInputError(f"config {source} must be a mapping of keys to values")
     try:
