@@ -163,6 +163,8 @@ class CellStore:
                                                           allow_nan=False))
 
     def read_arrays(self, key: str) -> dict[str, np.ndarray]:
-        # allow_pickle=False: these files could have been replaced by anyone
-        with np.load(self.arrays_path(key), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        """The cell's arrays (:func:`serialrepro.loaders.load_npz`: no pickles, sizes
+        checked from the headers; these files could have been replaced by anyone)."""
+        from serialrepro.loaders import load_npz
+
+        return load_npz(self.arrays_path(key), "cell arrays")
