@@ -197,3 +197,79 @@ def test_dense_kernel_too_large_for_memory(monkeypatch: pytest.MonkeyPatch) -> N
     assert "M=4096" in msg and "GiB" in msg and "fft" in msg and "\n" not in msg
     # the FFT path needs no dense matrix, so it still works
     assert make_kernel(GridSpace.torus(64), "gaussian", 0.1).backend == "fft"
+
+
+# -- issue 11: spectra from 1-D transforms, real spectra, a non-symmetric kernel ------------
+
+@pytest.mark.parametrize("space", TORI, ids=lambda s: s.label)
+@pytest.mark.parametrize("name", ALL)
+def test_spectrum_from_axis_transforms_equals_rfftn_of_the_family_weights(
+    name: str, space: GridSpace
+) -> None:
+    """The outer product of 1-D transforms is rfftn of the kernel the family defines at every
+    offset (grid_parts, normalised); symmetric kernels store it real."""
+    if FAMILIES[name].grid_axis_terms(space.axis_offsets(), _levels(name)[0],
+                                      space.spacing) is None:
+        pytest.skip("not separable: the spectrum is rfftn of grid_parts by construction")
+    for sigma in _levels(name):
+        k = make_kernel(space, name, sigma, "fft")
+        d = space.circulant_offsets()
+        parts = FAMILIES[name].grid_parts(d, sigma, tuple(range(space.dims)), space.spacing,
+                                          lambda k=k: k._tgt)
+        c = parts.circulant
+        z = c.sum() + (parts.coef * parts.target.sum() if parts.target is not None else 0.0)
+        if k.target is None and parts.target is not None:  # constant target folded into c
+            c = c + parts.coef * parts.target
+        direct = torch.fft.rfftn(c / z, dim=tuple(range(space.dims)))
+        # stored real exactly when the kernel is symmetric: all but the shifted mixtures,
+        # whose components' normalisers differ where the minimum image cuts them (−½)
+        assert k.symmetric == bool(direct.imag.abs().max() < 1e-13)
+        assert k.symmetric or name in ("bimodal", "trimodal")
+        assert k.symmetric != k.spectrum.is_complex()
+        assert torch.allclose(k.spectrum.to(direct.dtype), direct, rtol=0, atol=1e-13)
+        assert torch.allclose(k.c, (c / z), rtol=0, atol=1e-15)
+
+
+class _Drift(FAMILIES["gaussian"].__class__):
+    """A Gaussian centred at x + 0.1 per axis: not symmetric, so its spectrum is complex."""
+
+    name = "drift-test"
+
+    def grid_parts(self, d, sigma, y_dims, spacing, target):
+        return super().grid_parts([di - 0.1 for di in d], sigma, y_dims, spacing, target)
+
+    def grid_axis_terms(self, d, sigma, spacing):
+        return super().grid_axis_terms(d - 0.1, sigma, spacing)
+
+
+@pytest.mark.parametrize("separable", [True, False])
+def test_a_non_symmetric_kernel_keeps_its_complex_spectrum(separable: bool) -> None:
+    fam = _Drift()
+    if not separable:
+        fam.grid_axis_terms = lambda d, sigma, spacing: None
+    space = GridSpace.torus(12, 2)
+    fft = make_kernel(space, fam, 0.05, "fft")
+    dense = make_kernel(space, fam, 0.05, "dense")
+    assert not fft.symmetric and fft.spectrum.is_complex()
+    assert torch.allclose(fft.matrix(), dense.matrix(), rtol=0, atol=1e-12)
+    p = torch.rand(2, *space.shape, dtype=torch.float64)
+    assert torch.allclose(fft.apply_t(p), dense.apply_t(p), rtol=0, atol=1e-12)
+    assert not torch.allclose(fft.apply_t(p), fft.apply(p), atol=1e-3)
+
+
+def test_apply_writes_into_out() -> None:
+    space = GridSpace.torus(8, 2)
+    p = torch.rand(space.shape, dtype=torch.float64)
+    for name in ("gaussian", "fade-fixed"):
+        for backend in ("fft", "dense"):
+            k = make_kernel(space, name, 0.3, backend)
+            out = torch.empty_like(p)
+            assert k.apply(p, out=out) is out and torch.allclose(out, k.apply(p))
+            assert k.apply_t(p, out=out) is out and torch.allclose(out, k.apply_t(p))
+
+
+def test_uncached_schedule_rebuilds_equal_kernels() -> None:
+    space = GridSpace.torus(16, 2)
+    sched = KernelSchedule(space, "bimodal", [0.02, 0.05], keep_bytes=0)
+    assert sched[0] is not sched[0]
+    assert torch.equal(sched[1].spectrum, sched[1].spectrum)
