@@ -122,3 +122,18 @@ def test_the_cli_refuses_huge_requests_under_a_memory_limit(tmp_path, sweep):
     assert len(lines) == 1 and "needs about" in lines[0] and "the limit is" in lines[0], lines
     assert not out.exists()  # nothing written
     assert elapsed < 60
+
+
+def test_workers_are_capped_at_the_usable_cpus(monkeypatch):
+    monkeypatch.setattr(budget, "usable_cpus", lambda: 2)
+    assert budget.cap_workers(1) == (1, None)
+    n, msg = budget.cap_workers(100)
+    assert n == 2 and msg == "--workers 100 capped at 2, the number of usable CPUs"
+    with pytest.raises(UserInputError, match="must be ≥ 1"):
+        budget.cap_workers(0)
+
+
+def test_check_count_names_the_request_and_the_limit():
+    assert budget.check_count("cells", 10, 10, "fewer values") == 10
+    with pytest.raises(UserInputError, match=r"^--steps is 11, above the limit of 10; lower"):
+        budget.check_count("--steps", 11, 10, "lower --steps")

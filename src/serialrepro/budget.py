@@ -19,6 +19,10 @@ The pattern, for any command:
    naming the request, the estimate and the limit, or returns the estimate.
 3. Do this before the first file is written and before any tensor is allocated.
 
+Work that is not memory (steps, cells, rows) is bounded the same way with
+:func:`check_count`, and process pools with :func:`cap_workers` (at most the usable
+CPUs, with the message to print when it capped).
+
 The limit is :func:`available_bytes`: a safety fraction (:data:`SAFETY_FRACTION`) of
 the memory the system reports available (``MemAvailable`` in ``/proc/meminfo``, or
 ``sysconf`` elsewhere), no more than the process's address-space limit
@@ -127,3 +131,32 @@ def check_memory(request: str, bytes_needed: int | float, option_hint: str) -> i
             f"{request} needs about {format_bytes(bytes_needed)} of memory but the limit is "
             f"{format_bytes(limit)} ({source}); {option_hint}")
     return int(bytes_needed)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def cap_workers(requested: int, option: str = "--workers") -> tuple[int, str | None]:
+    """``requested`` worker processes capped at :func:`usable_cpus`, with the message to
+    print when it was capped (None otherwise). Workers beyond the CPU count only add
+    memory (each holds its own interpreter, torch and cell), not speed."""
+    if requested < 1:
+        raise UserInputError(f"{option} {requested} is invalid; it must be ≥ 1")
+    cpus = usable_cpus()
+    if requested <= cpus:
+        return requested, None
+    return cpus, f"{option} {requested} capped at {cpus}, the number of usable CPUs"
+
+
+def check_count(request: str, count: int, limit: int, option_hint: str) -> int:
+    """Refuse ``request`` when ``count`` (steps, cells, rows: work rather than bytes)
+    exceeds ``limit``; the one-line error names both and ``option_hint``."""
+    if count > limit:
+        raise UserInputError(f"{request} is {count}, above the limit of {limit}; "
+                             f"{option_hint}")
+    return count
