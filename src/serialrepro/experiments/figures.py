@@ -60,14 +60,33 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
+#: |x| below this prints as 0: float round-off of quantities that are 0 in exact arithmetic
+#: (a KL of two equal distributions comes out as ±1e-15, not 0)
+ROUND_OFF = 1e-12
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
+    if abs(x) < ROUND_OFF:
+        return "0"
     return f"{x:.{digits}g}"
 
 
 def _save(fig, path: Path) -> Path:
     return atomic.save_figure(fig, path, dpi=100)
+
+
+def _T_axis(ax, Ts) -> None:
+    """A log x axis labelled at the T values that ran (2, 6, 24, 100), not at 2×10⁰, 3×10⁰…
+    (matplotlib's minor labels overlap on ranges under two decades)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    Ts = sorted({int(t) for t in Ts})
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(Ts))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _varying(df: pd.DataFrame, exclude=("T",)) -> list[str]:
@@ -257,12 +276,13 @@ def kl_vs_T_figure(config: ExperimentConfig, df: pd.DataFrame, full: pd.DataFram
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     groups = list(_groups(df))
     for i, (label, sub) in enumerate(groups):
-        ax1.plot(sub["T"], sub["kl_bits"], "o-", color=f"C{i % 10}", label=label)
-        ax2.plot(sub["complexity_bits"], sub["kl_bits"], "o-", color=f"C{i % 10}", label=label)
+        shown = "this run" if label == "all" else label
+        ax1.plot(sub["T"], sub["kl_bits"], "o-", color=f"C{i % 10}", label=shown)
+        ax2.plot(sub["complexity_bits"], sub["kl_bits"], "o-", color=f"C{i % 10}", label=shown)
     ref = None
     if config.name == "fig3":
         ref = _golden_frame()
-        ref_label = "authors' code (DESIGN §2)"
+        ref_label = "authors' code (docs/design.md §2)"
         ref_style = dict(color="k", marker="x", ls="none", ms=9)
     elif config.name in ("figS5", "ext-resolution"):
         ref = full[full["experiment"] == "fig3"].sort_values("T")
@@ -271,8 +291,9 @@ def kl_vs_T_figure(config: ExperimentConfig, df: pd.DataFrame, full: pd.DataFram
     if ref is not None and len(ref):
         ax1.plot(ref["T"], ref["kl_bits"], label=ref_label, **ref_style)
         ax2.plot(ref["complexity_bits"], ref["kl_bits"], label=ref_label, **ref_style)
-    ax1.set(xscale="log", xlabel="T (number of steps)", ylabel="KL(r_0 ‖ data) (bits)",
+    ax1.set(xlabel="T (number of steps)", ylabel="KL(r_0 ‖ data) (bits)",
             title="kl against T")
+    _T_axis(ax1, df["T"] if ref is None else [*df["T"], *ref["T"]])
     ax2.set(xscale="log", xlabel="complexity: max_t KL(q_t ‖ q_t+1) (bits)",
             ylabel="KL(r_0 ‖ data) (bits)", title="kl against complexity")
     for ax in (ax1, ax2):
@@ -339,8 +360,9 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
             s = sub[sub["noise"] == fam].sort_values("T")
             ax.plot(s["T"], s["kl_bits"], "o-" if fam in STD_FAMILIES else "s--", ms=3,
                     color=f"C{i}", label=fam)
-        ax.set(xscale="log", yscale="log", xlabel="T", ylabel="KL(r_0 ‖ data) (bits)",
+        ax.set(yscale="log", xlabel="T", ylabel="KL(r_0 ‖ data) (bits)",
                title=f"{prior}, {step} step", )
+        _T_axis(ax, sub["T"])
         ax.grid(alpha=0.3)
         piv = sub.pivot_table(index="T", columns="noise", values="kl_bits")
         std = piv[[c for c in STD_FAMILIES if c in piv.columns]]
@@ -361,8 +383,7 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, ncol=2)
-    fig.suptitle("kl against T per noise family (solid: σ is the per-axis std; dashed: "
-                 "matched as described)", fontsize=10)
+    fig.suptitle("kl against T per noise family", fontsize=10)
     fig.tight_layout()
     p1 = _save(fig, fig_dir / f"{_slug(config.name)}-kl-vs-T.png")
 
@@ -370,8 +391,9 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
     for i, (label, sa, ss) in enumerate(spreads):
         ax.plot(sa.index, sa.values, "s--", ms=3, color=f"C{i}", label=f"{label}: all 8")
         ax.plot(ss.index, ss.values, "o-", ms=3, color=f"C{i}", label=f"{label}: std families")
-    ax.set(xscale="log", yscale="log", xlabel="T",
+    ax.set(yscale="log", xlabel="T",
            ylabel="max − min of kl over families (bits)", title="spread between families")
+    _T_axis(ax, df["T"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -381,7 +403,8 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
         f"{_fmt(ss.iloc[0])} → {_fmt(ss.iloc[-1])} (T={sa.index[0]} → T={sa.index[-1]})"
         for label, sa, ss in spreads)
     items = [
-        FigureItem(p1, "kl against T for every noise family", ". ".join(findings) + "."),
+        FigureItem(p1, "kl against T for every noise family (solid: σ is the per-axis std; "
+                   "dashed: matched as the setting says)", ". ".join(findings) + "."),
         FigureItem(p2, "Spread of kl between families at each T",
                    f"max − min of kl over families: {spread_text}."),
     ]
@@ -421,10 +444,10 @@ def schedules_figures(config: ExperimentConfig, df: pd.DataFrame, full: pd.DataF
         # complexity is a property of the forward process only: one line per schedule
         s = sub.drop_duplicates("T").sort_values("T")
         ax2.plot(s["T"], s["complexity_bits"], "o-", ms=3, color=f"C{i}", label=sched)
-    ax1.set(xscale="log", yscale="log", xlabel="T", ylabel="KL(r_0 ‖ data) (bits)",
-            title="kl against T")
-    ax2.set(xscale="log", yscale="log", xlabel="T", ylabel="complexity (bits)",
-            title="complexity against T")
+    ax1.set(yscale="log", xlabel="T", ylabel="KL(r_0 ‖ data) (bits)", title="kl against T")
+    ax2.set(yscale="log", xlabel="T", ylabel="complexity (bits)", title="complexity against T")
+    for ax in (ax1, ax2):
+        _T_axis(ax, df["T"])
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=6)

@@ -9,33 +9,46 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from serialrepro.experiments.config import ExperimentConfig
-from serialrepro.experiments.figures import ExperimentFigures, FigureItem
+from serialrepro.experiments.figures import ROUND_OFF, ExperimentFigures, FigureItem
+from serialrepro.experiments.results import fid_trend_sentence, fid_trends
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1200px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+section { margin-bottom: 2em; }
 section.extension { border-left: 4px solid #c80; padding-left: 1em; }
 .banner { background: #fff4e0; border: 1px solid #c80; padding: .5em 1em; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .92em; color: #333; }
-.notes { white-space: pre-line; } .claim { color: #444; }
+.claim { color: #444; } .constants { font-size: .85em; color: #444; margin: .3em 0; }
 .agree { color: #060; } .disagree { color: #a00; font-weight: bold; }
+.neutral { color: #555; }
 table { border-collapse: collapse; font-size: .8em; margin: .5em 0; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th { background: #f3f3f3; } pre { background: #f7f7f7; padding: .8em; overflow-x: auto;
-font-size: .8em; } details { margin: .5em 0; }
+font-size: .8em; } details { margin: .5em 0; } summary { cursor: pointer; }
+ul.verdicts li { margin: .2em 0; }
 """
 
 TABLE_COLUMNS = ["figure", "label", "prior", "noise", "step", "T", "sigma_start", "sigma_end",
                  "grid", "schedule", "kl_bits", "jsd_bits", "complexity_bits", "stationarity",
                  "seconds"]
+#: tables with more rows than this are folded (<details>)
+FOLD_ROWS = 20
+#: the Figure 4 table's columns, in order (the rest of fig4.csv stays in the file)
+FIG4_COLUMNS = ["dataset", "family", "sampler", "stride", "steps", "fid", "kid", "kid_std",
+                "n_samples", "n_real", "train_steps", "train_seconds", "sample_seconds",
+                "warning"]
+#: KID's subsets hold min(1000, n_generated, n_real) samples (serialrepro.metrics.fid)
+KID_MAX_SUBSET = 1000
 
 
 @dataclass
@@ -57,6 +70,8 @@ class Fig4Section:
     notes: str = ""
     seconds: float = 0.0
     preset: str = ""
+    #: sample grids at the fewest and the most steps of every curve
+    samples: Path | None = None
 
 
 @dataclass
@@ -69,6 +84,10 @@ class ReportInputs:
     timings: dict[str, float]
     fig4: Fig4Section | None = None
     notes: list[str] = field(default_factory=list)
+    #: Python warnings raised during the run: (category, message, count, first location)
+    warnings: list[tuple[str, str, int, str]] = field(default_factory=list)
+    #: wall time per stage (grid cells, figures, Figure 4, report), seconds
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 def _e(text) -> str:
@@ -92,16 +111,45 @@ def _verdict(ok: bool | None, extension: bool = False) -> str:
             '<span class="disagree">[disagrees with the paper]</span> ')
 
 
-def _figure(item: FigureItem, claim: str) -> str:
+def _num(v) -> str:
+    """A table number: 6 significant digits, round-off (|v| < ROUND_OFF) as 0, NaN as null."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "null"
+    if isinstance(v, float):
+        return "0" if abs(v) < ROUND_OFF else f"{v:.6g}"
+    return str(v)
+
+
+def _figure(item: FigureItem) -> str:
+    """A figure with its title and this run's finding; the claim is said once per section."""
     return (f"<figure>{_img(item.path)}<figcaption><b>{_e(item.title)}.</b> "
-            f"<span class='claim'><i>Paper/question:</i> {_e(claim)}</span> "
-            f"<i>This run:</i> {_e(item.finding)}</figcaption></figure>")
+            f"{_e(item.finding)}</figcaption></figure>")
 
 
-def _table(df: pd.DataFrame, columns=TABLE_COLUMNS) -> str:
+def _constant_columns(df: pd.DataFrame) -> list[str]:
+    if len(df) < 2:
+        return []
+    return [c for c in df.columns if df[c].astype(str).nunique(dropna=False) == 1]
+
+
+def _table(df: pd.DataFrame, columns=TABLE_COLUMNS, fold: str | None = None) -> str:
+    """An HTML table of ``columns``; a column with one value in every row is said once above
+    it instead. ``fold``: a summary line; the table goes inside <details> when it has more
+    than FOLD_ROWS rows (or always, with ``fold`` ending in '…')."""
     cols = [c for c in columns if c in df.columns]
-    return df[cols].to_html(index=False, float_format=lambda v: f"{v:.6g}", na_rep="null",
-                            border=0, escape=True)
+    df = df[cols]
+    const = _constant_columns(df)
+    parts = []
+    if const:
+        said = "; ".join(f"<b>{_e(c)}</b> = {_e(_num(df[c].iloc[0]))}" for c in const)
+        parts.append(f"<p class='constants'>In every row: {said}.</p>")
+    body = df.drop(columns=const).to_html(index=False, formatters={
+        c: _num for c in df.columns if c not in const}, na_rep="null", border=0, escape=True)
+    parts.append(body)
+    html_text = "\n".join(parts)
+    if fold is not None and (len(df) > FOLD_ROWS or fold.endswith("…")):
+        return f"<details><summary>{fold.removesuffix('…')}</summary>{html_text}</details>"
+    return html_text
 
 
 def _section(sec: ExperimentSection) -> str:
@@ -117,15 +165,78 @@ def _section(sec: ExperimentSection) -> str:
         verdict = _verdict(figs.agrees, cfg.section == "extension")
         out.append(f"<p><b>This run:</b> {verdict}{_e(figs.headline)}</p>")
     for item in figs.items:
-        out.append(_figure(item, cfg.claim))
-    out.append(f"<details><summary>Numbers ({len(sec.rows)} rows, experiment "
-               f"<code>{_e(cfg.name)}</code>, {sec.compute_seconds:.1f} s of computation)"
-               f"</summary>{_table(sec.rows)}</details></section>")
+        out.append(_figure(item))
+    out.append(_table(sec.rows, fold=(
+        f"Numbers ({len(sec.rows)} rows, experiment <code>{_e(cfg.name)}</code>, "
+        f"{sec.compute_seconds:.1f} s of computation)…")))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _kid_std_meaningless(t: pd.DataFrame) -> bool:
+    """True when every KID subset is the whole sample set (subset size = n_generated =
+    n_real ≤ KID_MAX_SUBSET): the subsets' spread is then float round-off, not a spread."""
+    if not {"kid_std", "n_samples", "n_real"} <= set(t.columns) or t.empty:
+        return False
+    return bool(((t["n_samples"] == t["n_real"]) & (t["n_samples"] <= KID_MAX_SUBSET)).all())
+
+
+def _fig4_trends(f: Fig4Section) -> list[dict]:
+    if f.table is None or not {"steps", "fid"} <= set(f.table.columns):
+        return []
+    return fid_trends(f.table)
+
+
+def _fig4_summary(f: Fig4Section | None) -> str:
+    """The Summary's Figure 4 item: a verdict per sampling curve."""
+    head = "<li><a href='#fig4'>Figure 4: FID against sampling steps</a>: "
+    if f is None or f.status != "ok":
+        line = {"absent": "not reproduced: trained-model support is absent",
+                "failed": f"the run failed: {f.message if f else ''}"}.get(
+            f.status if f else "skipped", "skipped (--skip-fig4)")
+        return head + _e(line) + "</li>"
+    trends = _fig4_trends(f)
+    judged = [t for t in trends if t["agrees"] is not None]
+    if not judged:
+        return head + _e((f.notes.splitlines() or [""])[0]) + "</li>"
+    n_ok = sum(t["agrees"] for t in judged)
+    items = "".join(f"<li><code>{_e(t['curve'])}</code>: {_verdict(t['agrees'])}"
+                    f"{_e(fid_trend_sentence(t))}</li>" for t in trends)
+    return (f"{head}fewer steps, worse FID for {n_ok} of {len(judged)} sampling curves "
+            f"(preset <code>{_e(f.preset)}</code>)<ul class='verdicts'>{items}</ul></li>")
+
+
+def _fig4_table(t: pd.DataFrame) -> str:
+    """FID per curve against steps (one row per step count), then every number, folded."""
+    out = []
+    keys = [k for k in ("dataset", "family", "sampler") if k in t.columns]
+    if keys and {"steps", "fid"} <= set(t.columns):
+        curves = t.assign(curve=t[keys].astype(str).agg("/".join, axis=1))
+        wide = curves.pivot_table(index="steps", columns="curve", values="fid")
+        wide = wide.sort_index(ascending=False).reset_index()
+        wide.columns.name = None
+        out.append(_table(wide, columns=list(wide.columns), fold=(
+            f"FID by number of sampling steps ({len(wide)} step counts × "
+            f"{len(wide.columns) - 1} curves)")))
+    cols = [c for c in FIG4_COLUMNS if c in t.columns] + [
+        c for c in t.columns if c not in FIG4_COLUMNS]
+    shown = t[cols]
+    note = ""
+    if _kid_std_meaningless(shown):
+        top = float(shown["kid_std"].abs().max())
+        shown = shown.drop(columns="kid_std")
+        note = ("<p class='constants'><b>kid_std</b> is left out: every KID subset held all "
+                f"{int(t['n_samples'].iloc[0])} generated and real samples (subset size = n ≤ "
+                f"{KID_MAX_SUBSET}), so the subsets' spread (at most {top:.1g}) is float "
+                "round-off, not an uncertainty; it stays in <code>fig4.csv</code>.</p>")
+    out.append(note + _table(shown, columns=list(shown.columns), fold=(
+        f"Every Figure 4 number ({len(t)} rows; also <code>fig4/fig4.csv</code>)…")))
     return "\n".join(out)
 
 
 def _fig4(f: Fig4Section | None) -> str:
-    out = ["<h2 id='fig4'>Figure 4: a trained diffusion model, FID against sampling steps</h2>",
+    out = ["<section id='fig4'><h2>Figure 4: a trained diffusion model, FID against sampling "
+           "steps</h2>",
            "<p class='claim'><b>The paper:</b> a DDPM trained on MNIST with T = 1000 and "
            "sampled with stride k (⌊1000/k⌋ steps) gets worse FID with fewer steps (their "
            "FIDs: 37.5 at 500 steps to 227.0 at 50 steps).</p>"]
@@ -138,15 +249,46 @@ def _fig4(f: Fig4Section | None) -> str:
         out.append(f"<p class='disagree'><b>This run:</b> the Figure 4 run failed: "
                    f"{_e(f.message)}</p>")
     else:
-        out.append(f"<p class='notes'><b>This run</b> (preset <code>{_e(f.preset)}</code>, "
-                   f"{f.seconds:.1f} s): {_e(f.notes)}</p>")
+        trends = _fig4_trends(f)
+        out.append(f"<p><b>This run</b> (preset <code>{_e(f.preset)}</code>, "
+                   f"{f.seconds:.0f} s):</p>")
+        curve_lines = {f"{t['curve']}:" for t in trends}
+        if trends:
+            out.append("<ul class='verdicts'>" + "".join(
+                f"<li><code>{_e(t['curve'])}</code>: {_verdict(t['agrees'])}"
+                f"{_e(fid_trend_sentence(t))}</li>" for t in trends) + "</ul>")
+        notes = [ln for ln in f.notes.splitlines() if ln.strip()
+                 and not any(ln.startswith(c) for c in curve_lines)
+                 and not ln.startswith("warning: ")]
+        if notes:
+            out.append("<ul>" + "".join(f"<li>{_e(ln)}</li>" for ln in notes) + "</ul>")
         if f.figure is not None and Path(f.figure).is_file():
-            out.append(f"<figure>{_img(f.figure)}<figcaption>Figure 4 reproduction (FID "
-                       "against the number of sampling steps; notes above).</figcaption></figure>")
+            out.append(f"<figure>{_img(f.figure)}<figcaption><b>FID against the number of "
+                       "sampling steps</b>, one curve per model and sampler; dotted: the FID of "
+                       "real training images against the held-out ones at the same sample count "
+                       "(the best a model can score); dashed grey, right axis: the paper's "
+                       "MNIST FIDs.</figcaption></figure>")
+        if f.samples is not None and Path(f.samples).is_file():
+            out.append(f"<figure>{_img(f.samples)}<figcaption><b>Samples at the most and the "
+                       "fewest sampling steps</b> of every curve (the first 64 samples of each "
+                       "cell; the same seed at every stride, so the grids start from the same "
+                       "noise).</figcaption></figure>")
         if f.table is not None:
-            out.append(f.table.to_html(index=False, float_format=lambda v: f"{v:.6g}",
-                                       border=0, escape=True))
+            out.append(_fig4_table(f.table))
+    out.append("</section>")
     return "\n".join(out)
+
+
+def _warnings(ws: list[tuple[str, str, int, str]]) -> str:
+    if not ws:
+        return "<p>No Python warnings were raised during the run.</p>"
+    rows = "".join(f"<tr><td style='text-align:left'>{_e(cat)}</td><td>{n}</td>"
+                   f"<td style='text-align:left'>{_e(msg)}</td>"
+                   f"<td style='text-align:left'><code>{_e(where)}</code></td></tr>"
+                   for cat, msg, n, where in ws)
+    return ("<p>Raised by the libraries during the run and kept out of the terminal; also in "
+            "<code>run.log</code>.</p><table><tr><th>category</th><th>times</th>"
+            f"<th>message</th><th>first raised at</th></tr>{rows}</table>")
 
 
 def _kv_table(d: dict) -> str:
@@ -179,15 +321,17 @@ def render_report(inp: ReportInputs) -> str:
             parts.append(f"<li><a href='#{_e(s.config.name)}'>{_e(s.config.title)}</a>{tag}: "
                          f"{_verdict(s.figures.agrees, is_ext)}{_e(s.figures.headline)}</li>")
     if inp.fig4 is not None:
-        f = inp.fig4
-        line = {"skipped": "skipped (--skip-fig4)",
-                "absent": "not reproduced: trained-model support is absent",
-                "failed": f"the run failed: {f.message}"}.get(
-            f.status, (f.notes.splitlines() or [""])[0])
-        parts.append(f"<li><a href='#fig4'>Figure 4: FID against sampling steps</a>: "
-                     f"{_e(line)}</li>")
-    total = inp.timings.get("total", 0.0)
-    parts.append(f"</ul><p>Total wall time {total:.1f} s.</p>")
+        parts.append(_fig4_summary(inp.fig4))
+    parts.append("</ul>")
+    if inp.stages:
+        split = ", ".join(f"{k} {v:.1f} s" for k, v in inp.stages.items() if k != "total")
+        parts.append(f"<p>Wall time {inp.stages.get('total', 0.0):.1f} s: {_e(split)}.</p>")
+    else:
+        parts.append(f"<p>Total wall time {inp.timings.get('total', 0.0):.1f} s.</p>")
+    if inp.warnings:
+        n = sum(w[2] for w in inp.warnings)
+        parts.append(f"<p>{len(inp.warnings)} distinct Python warning(s) ({n} in all) were "
+                     "raised during the run: see <a href='#warnings'>Warnings</a>.</p>")
     for note in inp.notes:
         parts.append(f"<p>{_e(note)}</p>")
     if paper:
@@ -204,12 +348,24 @@ def render_report(inp: ReportInputs) -> str:
                      "these conditions were not run by its authors, and the questions are "
                      "ours.</p>")
         parts.extend(_section(s) for s in ext)
+    n_lines = inp.resolved_config.count("\n")
     parts.append("<h2>Resolved configuration</h2>"
-                 "<p>The experiments exactly as they ran (defaults filled in, ranges "
-                 "expanded); also in <code>config.resolved.yaml</code> beside this report.</p>"
-                 f"<pre>{_e(inp.resolved_config)}</pre>")
-    parts.append("<h2>Provenance</h2>" + _kv_table(inp.provenance))
-    parts.append("<h3>Timings (seconds)</h3>" + _kv_table(
-        {k: f"{v:.2f}" for k, v in inp.timings.items()}))
+                 "<details><summary>The experiments exactly as they ran (defaults filled in, "
+                 f"ranges expanded; {n_lines} lines of YAML, also in "
+                 "<code>config.resolved.yaml</code> beside this report)</summary>"
+                 f"<pre>{_e(inp.resolved_config)}</pre></details>")
+    parts.append("<h2 id='warnings'>Warnings</h2>" + _warnings(inp.warnings))
+    run_keys = {k: v for k, v in inp.provenance.items()
+                if not k.startswith(("machine: ", "version: "))}
+    rest = {k: v for k, v in inp.provenance.items() if k not in run_keys}
+    parts.append("<h2>Provenance</h2>" + _kv_table(run_keys))
+    if rest:
+        parts.append(f"<details><summary>Machine and package versions ({len(rest)} entries)"
+                     f"</summary>{_kv_table(rest)}</details>")
+    if inp.stages:
+        parts.append("<h3>Time by stage (seconds, wall)</h3>" + _kv_table(
+            {k: f"{v:.1f}" for k, v in inp.stages.items()}))
+    parts.append("<details><summary>Timings in detail (seconds)</summary>" + _kv_table(
+        {k: f"{v:.2f}" for k, v in inp.timings.items()}) + "</details>")
     parts.append("</body></html>")
     return "\n".join(parts)

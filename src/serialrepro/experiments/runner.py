@@ -141,11 +141,14 @@ def run_cells(
         stream = _pool_results(pending, workers, threads)
     else:
         executor = "in-process"
-        stream = ((c, *compute_cell(_payload(c), c.keep, threads)) for c in pending)
-    with _progress_bar(progress, description, len(cells), cached) as advance:
+        stream = None
+    with _progress_bar(progress, description, len(cells), cached) as bar:
+        if stream is None:  # in-process: the bar names the cell being computed
+            stream = ((c, *compute_cell(_payload(c), c.keep, threads))
+                      for c in pending if bar.show(c, "running") or True)
         for cell, record, arrays in stream:
             store.write(cell.key, record, arrays)
-            advance()
+            bar.advance(cell)
     return RunStats(len(cells), cached, len(pending), time.perf_counter() - t0, executor)
 
 
@@ -190,16 +193,30 @@ def _dask_results(pending: Sequence[Cell], address: str, threads: int | None,
         client.close()
 
 
+def _cell_text(cell: Cell) -> str:
+    return f"{cell.experiment}: {cell.noise}, {cell.step}, T={cell.T}, {cell.grid}"
+
+
 class _progress_bar:
-    """A rich progress bar on stderr: cells done of total, rate of cells computed in this
-    run, elapsed time and ETA. ``advance()`` marks one more cell finished."""
+    """A rich progress bar on stderr: cells done of total (and found finished), the cell
+    running (in-process) or last finished (pool, Dask), the rate of cells computed in
+    this run, elapsed time and a rate-based ETA. ``advance(cell)`` marks one more cell
+    finished; ``show(cell, verb)`` names the cell being worked on."""
 
     def __init__(self, enabled: bool, description: str, total: int, done: int):
         self.enabled, self.description, self.total, self.done = enabled, description, total, done
 
+    def show(self, cell: Cell, verb: str) -> None:
+        if self.enabled:
+            self._progress.update(self._task, what=f"{verb} {_cell_text(cell)}")
+
+    def advance(self, cell: Cell) -> None:
+        if self.enabled:
+            self._progress.update(self._task, advance=1, what=f"done {_cell_text(cell)}")
+
     def __enter__(self):
         if not self.enabled:
-            return lambda: None
+            return self
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -223,14 +240,16 @@ class _progress_bar:
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("cells ({task.fields[cached]} cached)"), RateColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.fields[what]}"),
             console=Console(stderr=True), transient=False,
         )
         self._progress.__enter__()
-        task = self._progress.add_task(self.description, total=self.total,
-                                       completed=self.done, cached=self.done)
-        return lambda: self._progress.advance(task)
+        self._task = self._progress.add_task(self.description, total=self.total,
+                                             completed=self.done, cached=self.done, what="")
+        return self
 
     def __exit__(self, *exc):
         if self.enabled:
+            self._progress.update(self._task, what="")
             self._progress.__exit__(*exc)
         return False

@@ -1,7 +1,7 @@
 """The paper's Figure 4: FID against the number of sampling steps of a trained model.
 
 Marjieh et al. (2023) train a DDPM on MNIST (T = 1000) and sample it with strides
-k = 1..20, i.e. ⌊1000/k⌋ steps; FID worsens as the steps fall (DESIGN §2 lists their
+k = 1..20, i.e. ⌊1000/k⌋ steps; FID worsens as the steps fall (docs/design.md §2 lists their
 numbers). :func:`run_fig4` trains one T = 1000 model per (data set, family), samples every
 stride with each of the family's samplers, scores each sample set with FID/KID against held-out real
 images (features of a classifier trained locally, cached in the run directory) and writes a
@@ -29,6 +29,7 @@ from serialrepro import atomic
 from serialrepro.data import load_dataset
 from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError, unknown_name
+from serialrepro.experiments.results import fid_trend_sentence, fid_trends
 from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
 from serialrepro.models.schedules import check_respacing
 from serialrepro.models.training import (
@@ -98,6 +99,8 @@ class Fig4Result:
     table: pd.DataFrame
     figure: Path
     notes: str
+    #: sample grids at the fewest and the most steps of every curve (None: no samples kept)
+    samples: Path | None = None
 
 
 def get_preset(name: str) -> Fig4Preset:
@@ -145,20 +148,18 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
     rows: list[dict] = []
     warnings_seen: list[str] = []
     floors: dict[str, float] = {}
-    from rich.progress import Progress
-
-    with Progress(disable=not progress) as bar:
-        n_cells = len(cfg.datasets) * sum(map(len, cfg.samplers.values())) * len(cfg.strides)
-        task = bar.add_task("fig4 cells", total=n_cells)
+    with _Fig4Progress(cfg, progress) as bar:
         for dataset in cfg.datasets:
             data = load_dataset(dataset, seed=seed, data_dir=data_dir)
             if data.train_labels is None or not data.is_image:
                 raise UserInputError(f"fig4 needs a labelled image data set; {dataset!r} is not")
             ds_dir = out_dir / dataset
+            bar.doing(f"{dataset}: feature classifier for FID")
             clf = cached_classifier(ds_dir, data.train, data.train_labels, seed=seed,
                                     device=device, steps=cfg.classifier_steps)
             evaluator = FIDEvaluator(clf, data.test, seed=seed)
             n_samples = cfg.n_samples or int(data.test.shape[0])
+            bar.doing(f"{dataset}: noise floor (real vs real FID)")
             floors[dataset] = _noise_floor(ds_dir / "floor.json", evaluator, data.train,
                                            n_samples, seed)
             for family, samplers in cfg.samplers.items():
@@ -171,18 +172,24 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                     data_dir=None if data_dir is None else str(data_dir))
                 model_dir = ds_dir / family / "model"
                 t0 = time.perf_counter()
+                bar.doing(f"{dataset} · {family}: training {cfg.train_steps} steps")
+                done_before = _trained_steps(model_dir)
                 trained = train(tc, model_dir, device=device, progress=progress, data=data)
                 train_s = time.perf_counter() - t0
+                bar.trained(trained.step - done_before, train_s)
                 for variant, stride in ((s, k) for s in samplers for k in cfg.strides):
                     # the key is the entry's name: "ddpm-k01" (recomputed respacing, as
                     # before variants existed) or "ddpm-naive-k01"
                     cell = ds_dir / family / "cells" / f"{variant}-k{stride:02d}.json"
                     sampler, respacing = sampler_variant(variant)
                     cell.parent.mkdir(parents=True, exist_ok=True)
-                    if cell.exists():
+                    steps = cfg.num_timesteps // stride
+                    bar.doing(f"{dataset} · {family} · {variant} · k={stride} ({steps} steps)")
+                    fresh = not cell.exists()
+                    t0 = time.perf_counter()
+                    if not fresh:
                         row = json.loads(cell.read_text())
                     else:
-                        t0 = time.perf_counter()
                         # the same seed at every stride (common random numbers: every
                         # stride starts from the same x_T), so differences between strides
                         # are not sampling noise of the starting points
@@ -205,7 +212,7 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                     if row["warning"] and row["warning"] not in warnings_seen:
                         warnings_seen.append(row["warning"])
                     rows.append(row)
-                    bar.update(task, advance=1)
+                    bar.sampled(steps, time.perf_counter() - t0 if fresh else None)
 
     table = pd.DataFrame(rows).sort_values(["dataset", "family", "sampler", "steps"],
                                            ignore_index=True)
@@ -214,34 +221,124 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
     notes = _notes(table, warnings_seen, floors)
     atomic.write_text(out_dir / "notes.txt", notes + "\n")
     figure = _plot(table, out_dir / "fig4.png", cfg, floors)
-    _plot_samples(table, out_dir, out_dir / "fig4_samples.png")
-    return Fig4Result(table, figure, notes)
+    samples = _plot_samples(table, out_dir, out_dir / "fig4_samples.png")
+    return Fig4Result(table, figure, notes, samples)
+
+
+def _trained_steps(model_dir: Path) -> int:
+    """Training steps already in ``model_dir``'s checkpoint (0 without one)."""
+    from serialrepro.models.training import CHECKPOINT_FILE
+
+    ck = model_dir / CHECKPOINT_FILE
+    if not ck.exists():
+        return 0
+    return int(torch.load(ck, map_location="cpu", weights_only=True)["step"])
+
+
+class _Fig4Progress:
+    """One rich bar for the whole Figure 4 run: cells done of all, what is running now
+    (data set · family · sampler · stride), and an ETA from measured rates: sampling
+    seconds per network step over the cells computed in this run, and training seconds
+    per step, applied to the sampling steps and training steps still to do (a bar that
+    counted cells would swing, as a stride-1 cell costs 20 times a stride-20 one)."""
+
+    def __init__(self, cfg: Fig4Preset, enabled: bool):
+        self.enabled = enabled
+        self.cells = len(cfg.datasets) * sum(map(len, cfg.samplers.values())) * len(cfg.strides)
+        per_model = sum(cfg.num_timesteps // k for k in cfg.strides)
+        self.sample_left = sum(per_model * len(v) for v in cfg.samplers.values()) \
+            * len(cfg.datasets)
+        self._train_steps = cfg.train_steps
+        self.train_left = cfg.train_steps * len(cfg.samplers) * len(cfg.datasets)
+        self.sample_rate: list[float] = [0.0, 0.0]  # network steps, seconds (fresh cells)
+        self.train_rate: list[float] = [0.0, 0.0]   # training steps, seconds
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]Figure 4[/bold]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("cells · ETA {task.fields[eta]} · {task.fields[what]}"),
+            disable=not self.enabled, transient=False)
+        self._progress.__enter__()
+        self._task = self._progress.add_task("fig4", total=self.cells, what="starting",
+                                             eta="measuring…")
+        return self
+
+    def __exit__(self, *exc):
+        self._progress.update(self._task, what="done", eta="0:00")
+        return self._progress.__exit__(*exc)
+
+    def doing(self, what: str) -> None:
+        self._progress.update(self._task, what=what)
+
+    def trained(self, steps: int, seconds: float) -> None:
+        if steps > 0:
+            self.train_rate[0] += steps
+            self.train_rate[1] += seconds
+        self.train_left = max(0, self.train_left - self._train_steps)
+        self._progress.update(self._task, eta=self._eta())
+
+    def sampled(self, steps: int, seconds: float | None) -> None:
+        if seconds is not None:
+            self.sample_rate[0] += steps
+            self.sample_rate[1] += seconds
+        self.sample_left -= steps
+        self._progress.update(self._task, advance=1, eta=self._eta())
+
+    def _eta(self) -> str:
+        secs = 0.0
+        for left, (n, t) in ((self.sample_left, self.sample_rate),
+                             (self.train_left, self.train_rate)):
+            if left > 0:
+                if n <= 0:
+                    return "measuring…"
+                secs += left * t / n
+        m, sec = divmod(int(round(secs)), 60)
+        return f"{m}:{sec:02d}"
+
+
+def tile_images(x: torch.Tensor, gap: int = 1) -> torch.Tensor:
+    """The first ⌊√n⌋² images of ``x`` (n, c, h, w), values in [−1, 1], as one (H, W, c)
+    image in [0, 1] with ``gap`` pixels of white between tiles (touching tiles read as
+    stripes)."""
+    n = math.isqrt(x.shape[0])
+    c, h, w = x.shape[1:]
+    tiles = ((x[: n * n].float() + 1) / 2).clamp(0, 1)
+    tiles = torch.nn.functional.pad(tiles, (0, gap, 0, gap), value=1.0)  # white right/below
+    grid = tiles.reshape(n, n, c, h + gap, w + gap).permute(0, 3, 1, 4, 2)
+    return grid.reshape(n * (h + gap), n * (w + gap), c)[: n * (h + gap) - gap,
+                                                          : n * (w + gap) - gap]
 
 
 def _plot_samples(table: pd.DataFrame, out_dir: Path, path: Path) -> Path | None:
-    """Sample grids at the fewest and the most steps of every curve (from the cells' .pt)."""
+    """Sample grids at the most and the fewest steps of every curve (from the cells' .pt):
+    one row per curve, two columns."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = []
+    rows = []
     for (ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
-        for row in (g.nsmallest(1, "steps").iloc[0], g.nlargest(1, "steps").iloc[0]):
+        pair = []
+        for row in (g.nlargest(1, "steps").iloc[0], g.nsmallest(1, "steps").iloc[0]):
             f = out_dir / ds / fam / "cells" / f"{smp}-k{int(row['stride']):02d}.pt"
             if f.exists():
                 x = torch.load(f, weights_only=True)
-                panels.append((f"{fam} ({smp}), {int(row['steps'])} steps", x))
-    if not panels:
+                pair.append((f"{int(row['steps'])} steps: FID {row['fid']:.3g}", x))
+        if pair:
+            rows.append((f"{fam} / {smp}", pair))
+    if not rows:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.7), squeeze=False)
-    for ax, (title, x) in zip(axes[0], panels, strict=True):
-        n = math.isqrt(x.shape[0])
-        c, h, w = x.shape[1:]
-        grid = x[: n * n].reshape(n, n, c, h, w).permute(0, 3, 1, 4, 2).reshape(n * h, n * w, c)
-        ax.imshow(((grid + 1) / 2).clamp(0, 1).squeeze(-1).numpy(), cmap="gray")
-        ax.set_title(title, fontsize=7)
-        ax.axis("off")
+    fig, axes = plt.subplots(len(rows), 2, figsize=(5.6, 2.9 * len(rows)), squeeze=False)
+    for (label, pair), ax_row in zip(rows, axes, strict=True):
+        for ax in ax_row:
+            ax.axis("off")
+        for ax, (title, x) in zip(ax_row, pair, strict=False):
+            ax.imshow(tile_images(x).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_title(f"{label}\n{title}", fontsize=9)
     fig.tight_layout()
     return atomic.save_figure(fig, path, dpi=120)
 
@@ -261,18 +358,8 @@ def _noise_floor(path: Path, evaluator: FIDEvaluator, train: torch.Tensor, n: in
 def _notes(table: pd.DataFrame, warnings_seen: list[str], floors: dict[str, float]) -> str:
     lines = [f"{ds}: noise floor (real training images vs held-out, same n) FID {f:.2f}"
              for ds, f in floors.items()]
-    for (ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
-        if len(g) < 3:
-            lines.append(f"{ds}/{fam}/{smp}: {len(g)} strides, too few to judge a trend")
-            continue
-        rho = _spearman(g["steps"].tolist(), g["fid"].tolist())
-        few, many = g.nsmallest(1, "steps").iloc[0], g.nlargest(1, "steps").iloc[0]
-        verdict = ("FID rises as steps fall" if rho < -0.3 else
-                   "FID falls as steps fall" if rho > 0.3 else
-                   "no clear trend of FID with the number of steps")
-        lines.append(f"{ds}/{fam}/{smp}: {verdict} (Spearman ρ(steps, FID) = {rho:+.2f}; "
-                     f"FID {many['fid']:.2f} at {int(many['steps'])} steps, "
-                     f"{few['fid']:.2f} at {int(few['steps'])})")
+    for t in fid_trends(table):
+        lines.append(f"{t['curve']}: {fid_trend_sentence(t)}")
     for (ds, fam), g in table.groupby(["dataset", "family"]):
         naive, ddpm = g[g["sampler"] == "ddpm-naive"], g[g["sampler"] == "ddpm"]
         if naive.empty:
@@ -295,7 +382,7 @@ def _notes(table: pd.DataFrame, warnings_seen: list[str], floors: dict[str, floa
         lines.append(
             "The serial-reproduction step re-noises x̂_0 = E[x_0 | x_t] (the MSE-trained net's"
             " posterior mean), i.e. each step is a posterior-mean agent, whose chain shrinks"
-            " the variance instead of keeping the prior (DESIGN §1): more steps mean more"
+            " the variance instead of keeping the prior (docs/design.md §1): more steps mean more"
             " shrinkage, so this sampler can get worse with more steps.")
     lines.append("Absolute FIDs use a locally trained classifier's features, not Inception:"
                  " compare trends with the paper, not values.")
@@ -316,6 +403,13 @@ def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset, floors: dict[str, fl
     for ds, f in floors.items():
         ax.axhline(f, color="black", lw=0.8, ls=":", label=f"{ds}: real vs real (noise floor)")
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ticks = [s for s in (10, 20, 50, 100, 200, 500, 1000)
+             if table["steps"].min() <= s <= max(table["steps"].max(), max(PAPER_FID))]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     if table["fid"].max() > 20 * max(table["fid"].min(), 1e-9):
         ax.set_yscale("log")  # naive striding can be orders of magnitude worse
     ax.set_xlabel(f"sampling steps ⌊T/k⌋ (T = {cfg.num_timesteps})")
