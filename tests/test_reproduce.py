@@ -243,3 +243,218 @@ def test_captions_are_computed_from_the_numbers_and_flag_disagreement(tmp_path):
     figs = experiment_figures(fig3, rows, rows, None, tmp_path)
     assert figs.agrees is False
     assert "NOT within 1e-05 of the golden values" in figs.items[0].finding
+
+
+# -- the report edited like a supplement (issue: long tables, constants, round-off) ------
+
+class _Tables(HTMLParser):
+    """Every <table>: whether it sits inside <details>, its header and body cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[dict] = []
+        self.stack: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"folded": "details" in self.stack, "head": [], "rows": []})
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append([])
+        elif tag in ("td", "th") and self.tables:
+            self._cell = []
+        if tag not in ("img", "meta", "br"):
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self.tables:
+            t = self.tables[-1]
+            where = "head" if "thead" in self.stack else "rows"
+            if where == "head":
+                t["head"].append("".join(self._cell).strip())
+            else:
+                t["rows"][-1].append("".join(self._cell).strip())
+            self._cell = None
+        if self.stack and self.stack[-1] == tag:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def report_tables(html_text: str) -> list[dict]:
+    p = _Tables()
+    p.feed(html_text)
+    for t in p.tables:
+        t["rows"] = [r for r in t["rows"] if r]
+    return p.tables
+
+
+def check_edited(html_text: str) -> None:
+    """Tables over FOLD_ROWS rows are folded; no data table repeats one value in a column;
+    no round-off printed as a number."""
+    import re
+
+    from serialrepro.experiments.report import FOLD_ROWS
+
+    tables = report_tables(html_text)
+    assert tables
+    for t in tables:
+        if len(t["rows"]) > FOLD_ROWS:
+            assert t["folded"], t["head"]
+        if t["head"] and len(t["rows"]) >= 2:  # a data table (pandas writes a <thead>)
+            for j, name in enumerate(t["head"]):
+                column = {r[j] for r in t["rows"] if j < len(r)}
+                assert len(column) > 1, f"column {name!r} is the same in every row"
+    assert not re.search(r"-\d(\.\d+)?e-(1[2-9]|[2-9]\d)\b", html_text)
+
+
+def test_quick_report_is_edited_like_a_supplement(quick_run):
+    out, _ = quick_run
+    html_text = (out / "report.html").read_text(encoding="utf-8")
+    check_edited(html_text)
+    # ext-schedules has 24 rows: its table is folded; a folded table's constants are said once
+    assert "In every row:" in html_text
+    # the claim is said once per section, not under each of fig2's four panels
+    from serialrepro.experiments.catalog import reproduce_configs
+
+    fig2 = next(c for c in reproduce_configs() if c.name == "fig2")
+    assert html_text.count(_html_escape(fig2.claim)) == 1
+    # the resolved config is folded
+    assert "<details><summary>The experiments exactly as they ran" in html_text
+
+
+def _html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+def test_quick_run_says_where_it_writes_and_time_by_stage(quick_run):
+    out, output = quick_run
+    lines = output.splitlines()
+    assert lines[0].startswith(f"writing to {out}"), lines[0]
+    stage = next(ln for ln in lines if ln.startswith("time by stage:"))
+    for name in ("grid cells", "figures", "report", "total"):
+        assert name in stage
+    assert "Figure 4" not in stage  # skipped: no Figure 4 stage
+    assert (out / "run.log").read_text().count("writing to") == 1
+
+
+def test_numbers_print_round_off_as_zero():
+    from serialrepro.experiments.figures import _fmt
+    from serialrepro.experiments.report import _num
+
+    assert _num(-3.364e-15) == "0" and _fmt(-1.137e-14) == "0"
+    assert _num(2.5e-7) == "2.5e-07" and _fmt(0.07642) == "0.07642"
+    assert _num(float("nan")) == "null"
+
+
+def test_constant_columns_are_said_once_and_long_tables_fold():
+    from serialrepro.experiments.report import FOLD_ROWS, _table
+
+    df = pd.DataFrame({"T": range(FOLD_ROWS + 1), "noise": "gaussian",
+                       "kl_bits": [0.1 * i for i in range(FOLD_ROWS + 1)]})
+    html_text = _table(df, columns=list(df.columns), fold="numbers")
+    assert html_text.startswith("<details><summary>numbers</summary>")
+    assert "In every row: <b>noise</b> = gaussian." in html_text
+    assert html_text.count("gaussian") == 1
+    short = _table(df.head(3), columns=list(df.columns), fold="numbers")
+    assert "<details>" not in short
+
+
+def _fake_fig4(tmp_path, plt, warn: bool = False):
+    """A stand-in for models.fig4.run_fig4: two curves, one whose FID rises as the steps
+    fall and one flat; an 80-row-like long table with constant columns."""
+    import warnings
+
+    def run_fig4(out_dir, preset, seed):
+        if warn:
+            warnings.warn("a library warning that must not reach the terminal", stacklevel=1)
+            warnings.warn("a library warning that must not reach the terminal", stacklevel=1)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name in ("fid.png", "samples.png"):
+            fig, ax = plt.subplots()
+            ax.plot([1, 2])
+            fig.savefig(out_dir / name)
+            plt.close(fig)
+            paths.append(out_dir / name)
+        steps = [1000 // k for k in range(1, 13)]
+        rising = [2.0 + 10.0 * k for k in range(12)]
+        flat = [2.0 + 0.01 * ((k * 7) % 5) for k in range(12)]
+        rows = [{"dataset": "digits", "family": "gaussian", "sampler": s, "stride": k + 1,
+                 "steps": st, "fid": f[k], "kid": 0.01 + 0.001 * k + (s == "ddpm") * 1e-4,
+                 "kid_std": 2e-7, "n_samples": 539, "n_real": 539,
+                 "warning": "FID from 539 samples is noisy"}
+                for s, f in (("ddpm-naive", rising), ("ddpm", flat))
+                for k, st in enumerate(steps)]
+        return types.SimpleNamespace(table=pd.DataFrame(rows), figure=paths[0],
+                                     samples=paths[1], notes="digits: noise floor FID 2.0")
+
+    return run_fig4
+
+
+def test_figure4_verdicts_in_summary_samples_embedded_and_table_edited(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fake = types.ModuleType("serialrepro.models.fig4")
+    fake.run_fig4 = _fake_fig4(tmp_path, plt)
+    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", fake)
+    outcome = run_experiments([_tiny_config()], tmp_path / "a", quick=True, progress=False,
+                              fig4=True)
+    html_text = outcome.report_path.read_text(encoding="utf-8")
+    check_self_contained(html_text)
+    check_edited(html_text)
+    summary = html_text.split("<h2>Summary</h2>", 1)[1].split("<h2", 1)[0]
+    assert "fewer steps, worse FID for 1 of 2 sampling curves" in summary
+    naive = summary.split("digits/gaussian/ddpm-naive</code>: ", 1)[1]
+    assert naive.startswith('<span class="agree">[agrees with the paper]</span> FID rises')
+    flat = summary.split("digits/gaussian/ddpm</code>: ", 1)[1]
+    assert flat.startswith('<span class="disagree">[disagrees with the paper]</span>')
+    assert html_text.count("data:image/png;base64,") == 3  # tiny's figure, FID, samples
+    assert "Samples at the most and the fewest sampling steps" in html_text
+    # the FID warning and the sample counts are said once, kid_std (round-off) left out
+    assert html_text.count("FID from 539 samples is noisy") == 1
+    assert "<b>kid_std</b> is left out" in html_text and "<th>kid_std</th>" not in html_text
+    assert "Figure 4" in outcome.stages and outcome.stages["grid cells"] < outcome.stages[
+        "total"] - outcome.stages["Figure 4"] + 1e-9
+
+
+def test_warnings_go_to_the_log_and_report_not_the_terminal(tmp_path, monkeypatch, capfd):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fake = types.ModuleType("serialrepro.models.fig4")
+    fake.run_fig4 = _fake_fig4(tmp_path, plt, warn=True)
+    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", fake)
+    out = tmp_path / "a"
+    outcome = run_experiments([_tiny_config()], out, quick=True, progress=True, fig4=True)
+    err = capfd.readouterr().err
+    assert "must not reach the terminal" not in err
+    assert err.startswith(f"writing to {out}")
+    assert "time by stage:" in err and "Figure 4" in err
+    log = (out / "run.log").read_text()
+    assert log.count("warning UserWarning at ") == 1  # logged once, counted
+    assert "2× UserWarning: a library warning that must not reach the terminal" in log
+    html_text = outcome.report_path.read_text(encoding="utf-8")
+    assert "a library warning that must not reach the terminal" in html_text
+    assert "1 distinct Python warning(s) (2 in all)" in html_text
+
+
+def test_sample_tiles_have_gaps_between_them():
+    import torch
+
+    from serialrepro.models.fig4 import tile_images
+
+    x = -torch.ones(9, 1, 4, 4)  # black tiles
+    grid = tile_images(x, gap=1)[..., 0]
+    assert grid.shape == (3 * 4 + 2, 3 * 4 + 2)
+    assert (grid[4, :] == 1).all() and (grid[:, 9] == 1).all()  # white gaps
+    assert (grid[:4, :4] == 0).all() and (grid[10:, 10:] == 0).all()  # tiles stay black
