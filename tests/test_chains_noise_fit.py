@@ -206,6 +206,24 @@ def test_mean_rule_with_production_noise_is_recovered() -> None:
     assert fit.sigma_ci_unit[0] < 0.05 < fit.sigma_ci_unit[1]
 
 
+def test_weight_levels_are_searched_in_the_unit_interval() -> None:
+    """A fade level is a mixture weight: searched in [10⁻³, 1], never refined."""
+    space = GridSpace.torus(64, 1)
+    q = _vm_mixture(space, (-0.2, 0.15), 30.0)
+    agent = Agent(GridDensityPrior(space, q), "fade-uniform", 0.3)
+    t = transition_matrix(agent, space, prior=q)
+    start = torch.multinomial(q.reshape(-1), 300, replacement=True,
+                              generator=torch.Generator().manual_seed(9))
+    idx = sample_grid_chains(t, start, 6, seed=9).numpy()
+    pts = space.points().numpy()
+    fit = fit_noise_level(pts[idx[:-1]].reshape(-1, 1), pts[idx[1:]].reshape(-1, 1),
+                          prior_density=lambda p: _vm_mixture_np(p[:, 0], (-0.2, 0.15), 30.0),
+                          family="fade-uniform", dims=1, grid_n=64)
+    assert not fit.level_is_scale and fit.refinements == [(64, fit.sigma_unit)]
+    assert fit.sigma_ci_unit[0] < 0.3 < fit.sigma_ci_unit[1]
+    assert fit.sigma_data(360.0) is None and fit.as_dict(360.0)["sigma_ci"] is None
+
+
 def test_interval_coverage_over_100_replications(capsys) -> None:
     """Coverage of the 95 % clustered-bootstrap (and profile) σ intervals on simulated
     chains with known σ: 100 replications of 30 chains × 8 iterations."""

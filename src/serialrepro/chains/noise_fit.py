@@ -153,6 +153,14 @@ class NoiseFit:
         lo, hi = self.sigma_ci_unit
         return (lo * float(scale), hi * float(scale))
 
+    def profile_frame(self, scale: float | None = None) -> pd.DataFrame:
+        """The evaluated log-likelihood profile, with a ``sigma_data`` column when ``scale``
+        is given (scale levels only)."""
+        out = self.profile.copy()
+        if scale is not None and self.level_is_scale:
+            out["sigma_data"] = out["sigma_unit"] * float(scale)
+        return out
+
     def as_dict(self, scale: float | None = None) -> dict:
         """Plain values for ``summary.json``; data-unit entries when ``scale`` is given."""
         out = {
@@ -713,19 +721,61 @@ def _draw(weights: Tensor, gen: torch.Generator, fallback: Tensor) -> Tensor:
     return torch.where(total > 0, idx, fallback)
 
 
-def _perceive(kernel: GridKernel, x: Tensor, gen: torch.Generator) -> Tensor:
-    """y ~ K(· | x) for flat cells x [b]: for a circulant kernel y = x + d with one offset d
-    drawn from the kernel's column c (O(b log M)); otherwise from the full columns."""
-    if not (isinstance(kernel, FFTKernel) and kernel.target is None):
-        return _draw(kernel_columns(kernel, x), gen, x)
-    space = kernel.space
+def _circulant(kernel: GridKernel) -> bool:
+    return isinstance(kernel, FFTKernel) and kernel.target is None
+
+
+def _offsets(kernel: FFTKernel, k: int, gen: torch.Generator) -> Tensor:
+    """k flat offsets d ~ c (the kernel's column at x = 0) by inverse CDF."""
     cdf = torch.cumsum(kernel.c.reshape(-1).clamp_min(0.0), 0)
-    u = torch.rand(len(x), generator=gen, dtype=cdf.dtype) * cdf[-1]
-    off = torch.searchsorted(cdf, u, right=True).clamp_(max=space.size - 1)
-    y = torch.zeros_like(x)
-    for xa, da in zip(_axis_index(space, x), _axis_index(space, off), strict=True):
-        y = y * space.n + torch.remainder(xa + da, space.n)
-    return y
+    u = torch.rand(k, generator=gen, dtype=cdf.dtype) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=kernel.space.size - 1)
+
+
+def _shift(space: GridSpace, x: Tensor, d: Tensor, sign: int) -> Tensor:
+    """The flat cell x + sign·d on the torus."""
+    out = torch.zeros_like(x)
+    for xa, da in zip(_axis_index(space, x), _axis_index(space, d), strict=True):
+        out = out * space.n + torch.remainder(xa + sign * da, space.n)
+    return out
+
+
+def _perceive(kernel: GridKernel, x: Tensor, gen: torch.Generator) -> Tensor:
+    """y ~ K(· | x) for flat cells x [b]: for a circulant kernel y = x + d with an offset d
+    drawn from the kernel's column c (O(b log M)); otherwise from the full columns."""
+    if not _circulant(kernel):
+        return _draw(kernel_columns(kernel, x), gen, x)
+    return _shift(kernel.space, x, _offsets(kernel, len(x), gen), +1)
+
+
+#: rejection rounds of the posterior draw before the remaining chains take full rows
+POSTERIOR_ROUNDS = 12
+
+
+def _reconstruct(kernel: GridKernel, y: Tensor, q: Tensor, gen: torch.Generator) -> Tensor:
+    """x' ~ Post(· | y) ∝ K(y | ·) q for flat percepts y [b].
+
+    Circulant kernels: exact rejection sampling, x' = y − d with d ~ c (so x' has
+    probability K(y | x')), accepted with probability q(x')/max q; chains still pending
+    after :data:`POSTERIOR_ROUNDS` rounds (and every chain of other kernels) draw from the
+    full row K(y | ·) q. A percept no cell can produce is reported as perceived."""
+    out = y.clone()
+    pending = torch.ones(len(y), dtype=torch.bool)
+    if _circulant(kernel):
+        q_max = q.max()
+        for _ in range(POSTERIOR_ROUNDS):
+            idx = pending.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            prop = _shift(kernel.space, y[idx], _offsets(kernel, len(idx), gen), -1)
+            u = torch.rand(len(idx), generator=gen, dtype=q.dtype)
+            acc = u * q_max < q[prop]
+            out[idx[acc]] = prop[acc]
+            pending[idx[acc]] = False
+    rest = pending.nonzero().squeeze(1)
+    if len(rest):
+        out[rest] = _draw(kernel_rows(kernel, y[rest]) * q.reshape(1, -1), gen, y[rest])
+    return out
 
 
 def simulate_fitted(
@@ -736,8 +786,9 @@ def simulate_fitted(
     grid, respond x' ~ Post(· | y) ∝ K(y | ·) q (``sample``) or x' = r(y) (``mean``/``map``),
     then production noise; starts [C, d] (unit coordinates) are snapped to grid cells.
     Returns grid points [C, n_iterations + 1, d] (unit coordinates; row 0 the snapped
-    starts). No M×M matrix: rows and columns of the kernel are built per chunk of chains
-    (at most :data:`CHUNK` numbers each). Chains are drawn in blocks of
+    starts). No M×M matrix: circulant kernels draw percepts from their one column and
+    reconstructions by exact rejection (:func:`_reconstruct`); other kernels build rows and
+    columns per chunk of chains (at most :data:`CHUNK` numbers each). Chains are drawn in blocks of
     :data:`serialrepro.particles.rng.BLOCK`, each from its own seeded stream, so chain c
     depends only on (seed, c)."""
     x0 = np.asarray(starts, dtype=np.float64)
@@ -754,7 +805,7 @@ def simulate_fitted(
     prod = (make_kernel(space, fit.production_family, fit.production_sigma_unit, "fft")
             if fit.production_sigma_unit > 0 else None)
     resp = None if fit.rule == "sample" else response_indices(kernel, q, fit.rule, fit.circular)
-    qf = q.reshape(1, -1)
+    qf = q.reshape(-1)
     start = nearest_index(space, torch.from_numpy(x0))
     out = torch.empty((int(n_iterations) + 1, len(start)), dtype=torch.long)
     out[0] = start
@@ -766,7 +817,7 @@ def simulate_fitted(
             for s0 in range(0, len(x), sub):
                 xs = x[s0:s0 + sub]
                 y = _perceive(kernel, xs, gen)
-                xn = (_draw(kernel_rows(kernel, y) * qf, gen, y) if resp is None else resp[y])
+                xn = _reconstruct(kernel, y, qf, gen) if resp is None else resp[y]
                 if prod is not None:
                     xn = _perceive(prod, xn, gen)
                 nxt[s0:s0 + sub] = xn
