@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from serialrepro.chains import noise_fit
 from serialrepro.chains.agents import Agent
 from serialrepro.chains.grid_chains import sample_grid_chains, transition_matrix
 from serialrepro.chains.noise_fit import (
@@ -58,6 +59,10 @@ def test_paths_equal_the_dense_transition_matrix(name: str, space: GridSpace) ->
         got = transition_probs(space, name, sigma, q, i, j, rule=rule, production_sigma=tau,
                                path="general")
         assert torch.allclose(got, ref, rtol=0, atol=1e-10), (rule, tau)
+    if space.dims == 1:  # the circular mean response
+        ref = _dense_probs(space, name, sigma, q, i, j, "mean", 0.0, circular=True)
+        got = transition_probs(space, name, sigma, q, i, j, rule="mean", circular=True)
+        assert torch.allclose(got, ref, rtol=0, atol=1e-10)
     ref = _dense_probs(space, name, sigma, q, i, j)
     if FAMILIES[name].grid_axis_terms(space.axis_offsets(), sigma, space.spacing) is None or (
             FAMILIES[name].grid_rank_one_coef(sigma) != 0):
@@ -66,6 +71,23 @@ def test_paths_equal_the_dense_transition_matrix(name: str, space: GridSpace) ->
     else:
         got = transition_probs(space, name, sigma, q, i, j, path="separable")
         assert torch.allclose(got, ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "trimodal", "student-t"])
+def test_chunked_computations_give_the_same_probabilities(name, monkeypatch) -> None:
+    """Tiny chunks (many blocks of pairs, starts and replicates) change nothing."""
+    space = GridSpace.torus(12, 2)
+    q = _mixed_prior(space, 3)
+    g = torch.Generator().manual_seed(5)
+    i = torch.randint(0, space.size, (500,), generator=g)
+    j = torch.randint(0, space.size, (500,), generator=g)
+    whole = [transition_probs(space, name, 0.06, q, i, j, rule=r, production_sigma=t)
+             for r, t in (("sample", 0.0), ("sample", 0.03), ("mean", 0.0))]
+    monkeypatch.setattr(noise_fit, "CHUNK", 40)
+    parts = [transition_probs(space, name, 0.06, q, i, j, rule=r, production_sigma=t)
+             for r, t in (("sample", 0.0), ("sample", 0.03), ("mean", 0.0))]
+    for a, b in zip(whole, parts, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-13)
 
 
 def test_separable_path_keeps_the_tails_exact() -> None:
@@ -245,7 +267,7 @@ def test_interval_coverage_over_100_replications(capsys) -> None:
     assert 0.90 <= hits_prof / reps <= 0.99
 
 
-def test_fit_is_deterministic_with_a_seed() -> None:
+def test_fit_is_deterministic_with_a_seed(monkeypatch) -> None:
     prior = GaussianMixturePrior([[-0.12], [0.1]], [0.002, 0.003])
     x, xn, chain = _gmm_chains(prior, "gaussian", 0.05, 30, 6, seed=11)
     kw = dict(cluster=chain, prior_density=_density(prior), dims=1, n_boot=100)
@@ -254,6 +276,9 @@ def test_fit_is_deterministic_with_a_seed() -> None:
     c = fit_noise_level(x, xn, seed=2, **kw)
     assert a.sigma_unit == b.sigma_unit and a.sigma_ci_unit == b.sigma_ci_unit
     assert a.sigma_unit == c.sigma_unit and a.sigma_ci_unit != c.sigma_ci_unit
+    monkeypatch.setattr(noise_fit, "CHUNK", 1000)  # replicates in blocks of a few
+    d = fit_noise_level(x, xn, seed=1, **kw)
+    assert d.sigma_ci_unit == pytest.approx(a.sigma_ci_unit, rel=1e-9)
 
 
 def _fit_record(space: GridSpace, family: str, sigma: float, rule="sample", tau=0.0,

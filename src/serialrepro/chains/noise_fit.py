@@ -535,13 +535,14 @@ def _bootstrap_interval(obj: _Objective, s_hat: float, lo: float, hi: float, hal
     inv = g.inverse.numpy()
     # transitions of each cluster per distinct pair (sparse [clusters, pairs])
     cnt = csr_matrix((np.ones(len(inv)), (cl, inv)), shape=(n_cl, len(g.pi)))
-    pair_w = np.asarray(cnt.T @ w.T).T  # [B, pairs]
     notes = []
     for _ in range(4):
         a, b = max(lo, s_hat - half), min(hi, s_hat + half)
         levels = np.linspace(a, b, 25)
         ll = torch.stack([obj.pair_loglik(s) for s in levels]).numpy()  # [25, pairs]
-        prof = ll @ pair_w.T  # [25, B]
+        rows = _rows_per_chunk(len(g.pi))  # replicates per block bound the memory
+        prof = np.hstack([ll @ np.asarray(cnt.T @ w[b0:b0 + rows].T)
+                          for b0 in range(0, n_boot, rows)])  # [25, B]
         fine = np.linspace(a, b, 2001)
         vals = CubicSpline(levels, prof, axis=0)(fine)
         best = np.argmax(vals, axis=0)
