@@ -163,3 +163,190 @@ def test_shipped_example_configs_validate():
     for name in names:
         cfg = load_config(str(folder / name))
         assert cfg.chains.n_chains > 0
+
+
+# -- chains analyze on the designs people run ---------------------------------------------
+
+
+def _hue_participants(path, sigmas=(0.02, 0.04, 0.07), n_chains=40, n_it=12):
+    """Participants × seeds (seed ids 1..n repeat across participants: nested ids) of a
+    von Mises sampling agent whose prior has three categories on the colour wheel (one
+    across the wrap), hues recorded as integer degrees 0–359."""
+    import numpy as np
+    import torch
+
+    from serialrepro.chains.agents import Agent
+    from serialrepro.particles.chains import particle_chains
+    from serialrepro.particles.priors import PointSetPrior
+
+    g = (np.arange(2000) + 0.5) / 2000 - 0.5
+    dens = sum(np.exp(8 * (np.cos(2 * np.pi * (g - m)) - 1)) for m in (-0.47, -0.12, 0.22))
+    dens /= dens.sum()
+    prior = PointSetPrior(torch.from_numpy(g[:, None]), torch.from_numpy(dens))
+    rng = np.random.default_rng(0)
+    frames = []
+    for k, s in enumerate(sigmas):
+        agent = Agent(prior, "von-mises", s, circular=True)
+        start = torch.from_numpy(rng.choice(g, n_chains, p=dens)[:, None])
+        st = particle_chains(agent, start, n_it, seed=k)[:, :, 0].numpy()  # [I + 1, C]
+        hue = np.mod(np.round(np.mod(st * 360, 360)), 360).astype(int)
+        frames.append(pd.DataFrame({
+            "Participant": f"p{k + 1}", "Seed": np.tile(np.arange(1, n_chains + 1), n_it + 1),
+            "Iteration": np.repeat(np.arange(n_it + 1), n_chains), "Hue": hue.reshape(-1)}))
+    pd.concat(frames).to_csv(path, index=False)
+    return [s * 360 for s in sigmas]
+
+
+def test_hue_participants_end_to_end(app, tmp_path):
+    """Several attractors on the circle with von Mises noise, nested ids, per-participant
+    fits: outputs in 0–360, densities integrating to 1, each participant's σ recovered."""
+    import numpy as np
+
+    truth = _hue_participants(tmp_path / "hue.csv")
+    out = tmp_path / "an"
+    res = _invoke(app, ["chains", "analyze", tmp_path / "hue.csv", "--value-cols", "Hue",
+                        "--chain-col", "Participant,Seed", "--iteration-col", "Iteration",
+                        "--circular", "--family", "vonmises", "--group-col", "Participant",
+                        "--bootstrap", "40", "--out", out])
+    assert "von-mises" in res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["chains"] == 120 and s["iterations"] == 12 and s["circular"]
+    assert s["coordinates"]["origin"] == 0.0
+    assert s["late_density"]["modes"] == 3
+    assert s["convergence"]["converged"] is False  # chains stay in their category
+    assert s["late_density"]["name"] == "late distribution"
+    kde = pd.read_csv(out / "prior_kde.csv")
+    assert kde["Hue"].min() == 0 and kde["Hue"].max() == 360
+    assert np.trapezoid(kde["density"], kde["Hue"]) == pytest.approx(1.0, abs=1e-6)
+    dens = pd.read_csv(out / "iteration_density.csv")
+    assert dens["bin_low"].min() == 0 and dens["bin_high"].max() == 360
+    per = (dens["density"] * (dens["bin_high"] - dens["bin_low"])).groupby(
+        [dens["iteration"], dens["source"]]).sum()
+    assert np.allclose(per, 1.0)
+    ar1 = pd.read_csv(out / "ar1.csv").set_index("quantity")
+    fp = ar1.loc["fixed_point", "estimate"]
+    assert np.isnan(fp) or 0 <= fp < 360
+    groups = pd.read_csv(out / "group_fits.csv").set_index("group")
+    assert list(groups.index) == ["p1", "p2", "p3", "pooled"]
+    for name, sigma in zip(("p1", "p2", "p3"), truth, strict=True):
+        assert groups.loc[name, "sigma"] == pytest.approx(sigma, rel=0.15)
+        assert groups.loc[name, "sigma_low"] <= groups.loc[name, "sigma"] <= groups.loc[
+            name, "sigma_high"]
+    assert (out / "group_fits.png").is_file()
+    text = _no_urls(out / "report.html")
+    assert "3 modes" in text and "not converged" in text and "max-width:100%" in text
+    assert "prior the chains converge to" not in text
+
+
+def _dot_displays(path, shuffle=True, n_disp=60, n_items=3, n_it=8, sigma=0.05):
+    """Displays of n_items dots of a 2-D Gaussian sampling agent (σ in data units ×100);
+    the item column is the response order (shuffled at every iteration) when ``shuffle``."""
+    import numpy as np
+    import torch
+
+    from serialrepro.chains.agents import Agent
+    from serialrepro.particles.chains import particle_chains
+    from serialrepro.particles.priors import GaussianMixturePrior
+
+    prior = GaussianMixturePrior([[0.0, 0.0]], [[[0.01, 0.0], [0.0, 0.01]]])
+    rng = np.random.default_rng(0)
+    start = torch.from_numpy(rng.normal(0, 0.1, (n_disp * n_items, 2)))
+    st = particle_chains(Agent(prior, "gaussian", sigma), start, n_it, seed=1).numpy() * 100
+    st = st.reshape(n_it + 1, n_disp, n_items, 2)
+    order = np.stack([[rng.permutation(n_items) if shuffle else np.arange(n_items)
+                       for _ in range(n_disp)] for _ in range(n_it + 1)])
+    vals = np.take_along_axis(st, order[..., None], axis=2)
+    its, disp, click = np.meshgrid(np.arange(n_it + 1), np.arange(n_disp), np.arange(n_items),
+                                   indexing="ij")
+    pd.DataFrame({"display": disp.reshape(-1), "iteration": its.reshape(-1),
+                  "click": click.reshape(-1), "x": vals[..., 0].reshape(-1),
+                  "y": vals[..., 1].reshape(-1)}).to_csv(path, index=False)
+    return sigma * 100
+
+
+def test_displays_matched_end_to_end_and_the_scramble_warning(app, tmp_path):
+    sigma = _dot_displays(tmp_path / "dots.csv")
+    args = ["chains", "analyze", tmp_path / "dots.csv", "--value-cols", "x,y", "--chain-col",
+            "display", "--item-col", "click", "--cluster-col", "display", "--bootstrap", "30"]
+    _invoke(app, [*args, "--match-items", "--out", tmp_path / "m"])
+    s = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert s["noise_fit"]["sigma_data"] == pytest.approx(sigma, rel=0.15)
+    assert s["clusters"] == 60 and not any("scrambled" in w for w in s["warnings"])
+    ds = pd.read_csv(tmp_path / "m" / "display_stats.csv")
+    assert list(ds.columns[:2]) == ["iteration", "source"]
+    assert set(ds["source"]) == {"data", "model"}
+    for c in ("dispersion", "dispersion_low", "dispersion_high", "nn_distance",
+              "nn_distance_low", "nn_distance_high"):
+        assert c in ds.columns
+    assert (tmp_path / "m" / "display_stats.png").is_file()
+    _invoke(app, [*args, "--no-fit", "--out", tmp_path / "u"])
+    s = json.loads((tmp_path / "u" / "summary.json").read_text())
+    assert any("scrambled" in w for w in s["warnings"])
+    assert "scrambled" in (tmp_path / "u" / "report.html").read_text()
+
+
+def test_analyze_row_filter_duplicates_and_stimulus_column(app, tmp_path):
+    """--where drops rows, --duplicates mean averages repeats, --stimulus-col adds the seed
+    as iteration 0 (responses at 1..n)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in range(30):
+        prev = float(rng.normal(0, 3))
+        for i in range(1, 7):
+            resp = 0.5 * prev + float(rng.normal())
+            rows.append({"chain": c, "iteration": i, "stim": prev, "resp": resp, "block": 1})
+            prev = resp
+    rows.append({**rows[0], "block": 2})  # a practice block, filtered out
+    rows.append({**rows[1]})  # an exact duplicate
+    pd.DataFrame(rows).to_csv(tmp_path / "d.csv", index=False)
+    _invoke(app, ["chains", "analyze", tmp_path / "d.csv", "--value-cols", "resp",
+                  "--stimulus-col", "stim", "--where", "block == 1", "--duplicates", "mean",
+                  "--no-fit", "--bootstrap", "20", "--out", tmp_path / "an"])
+    s = json.loads((tmp_path / "an" / "summary.json").read_text())
+    assert s["load"]["rows_filtered"] == 1 and s["load"]["seeds_added"] == 30
+    assert s["iterations"] == 6 and s["chains"] == 30
+    assert s["load"]["stimulus_mismatch_rate"] == 0.0
+
+
+def test_analyze_options_are_declared_well():
+    """Every option has help, flags show as flags, choices are named in the help."""
+    import re
+
+    from serialrepro.cli import app as main_app
+
+    cmd = typer.main.get_command(main_app).commands["chains"].commands["analyze"]
+    opts = [p for p in cmd.params if p.param_type_name == "option"]
+    assert all(p.help for p in opts), [p.name for p in opts if not p.help]
+    names = {p.name for p in opts}
+    assert {"chain_col", "item_col", "stimulus_col", "where", "duplicates", "group_col",
+            "cluster_col", "match_items"} <= names
+    dup = next(p for p in opts if p.name == "duplicates")
+    assert all(c in dup.help for c in ("error", "first", "last", "mean"))
+    res = runner.invoke(main_app, ["chains", "analyze", "--help"], terminal_width=100)
+    assert res.exit_code == 0
+    for flag in ("--match-items", "--circular", "--strict", "--no-fit"):
+        assert re.search(re.escape(flag) + r"\s{2,}\S", res.output), flag  # no <value>
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--duplicates", "keep"], "duplicates policy"),
+    (["--family", "cauchy"], "noise family"),
+    (["--rule", "median"], "response rule"),
+    (["--where", "nosuch > 1"], "no column 'nosuch'"),
+])
+def test_analyze_bad_values_are_one_line_and_exit_2(tmp_path, extra, needle):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "d.csv").write_text("chain,iteration,x\na,0,1\na,1,2\nb,0,3\nb,1,2\n")
+    exe = Path(sys.executable).parent / "serialrepro"
+    res = subprocess.run([str(exe), "chains", "analyze", str(tmp_path / "d.csv"),
+                          "--value-cols", "x", "--out", str(tmp_path / "o"), *extra],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
