@@ -186,3 +186,11 @@ def test_a_bomb_inside_an_experiments_list_is_refused(tmp_path):
     path.write_text(alias_bomb() + "experiments: [*l8]\n")
     with pytest.raises(UserInputError, match="aliases expand"):
         load_configs(path)
+
+
+def test_the_same_condition_in_two_blocks_is_refused_unless_labelled_apart():
+    block = BASE["sweeps"][0]
+    msg = invalid({**BASE, "sweeps": [block, {**block, "T": [2, 3]}]})
+    assert "sweeps.0 and sweeps.1 both give the condition" in msg
+    ok = {**BASE, "sweeps": [block, {**block, "label": "again"}]}
+    assert len(expand(parse_config(ok))) == 2

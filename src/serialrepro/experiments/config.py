@@ -513,6 +513,9 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
     each family, so bad values fail before anything runs."""
     check_cost(config, quick)
     cells: list[Cell] = []
+    digests: dict[str, str] = {}
+    #: a row of the table (what the figures index by) → the block that first gave it
+    rows: dict[tuple, int] = {}
     for i, sweep in enumerate(config.sweeps):
         axes = _effective_axes(sweep, config.quick if quick else None)
         schedules = [s for spec in _as_list(axes["schedule"]) for s in spec.expand()]
@@ -532,12 +535,21 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
                 raise UserInputError(
                     f"{config.name}: sweeps.{i} ({noise}, {sched.label}, T={T}, {grid}): {exc}"
                 ) from None
+            figure, label = sweep.figure or config.figure, sweep.label or ""
+            row = (figure, label, prior, space.label, fam.name, step, sched.label, seed, T)
+            if row in rows:
+                raise UserInputError(
+                    f"{config.name}: sweeps.{rows[row]} and sweeps.{i} both give the condition "
+                    f"({noise}, {step}, {sched.label}, T={T}, {grid}, seed {seed}) with the "
+                    "same figure and label; give each condition once (or a distinct label)")
+            rows[row] = i
+            if prior not in digests:
+                digests[prior] = _prior_digest(prior)
             cells.append(Cell(
                 prior=prior, grid=space.label, noise=fam.name, step=step, T=int(T),
                 sigmas=tuple(levels), seed=int(seed), backend=backend, schedule=sched.label,
-                experiment=config.name, figure=sweep.figure or config.figure,
-                label=sweep.label or "", keep=config.keep_distributions,
-                prior_digest=_prior_digest(prior)))
+                experiment=config.name, figure=figure, label=label,
+                keep=config.keep_distributions, prior_digest=digests[prior]))
     return cells
 
 
