@@ -215,3 +215,33 @@ def test_tables_by_suffix_and_bad_tables(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b'a,b\n"1,2\n')
     refused(loaders.read_table, bad, match="cannot be read as csv")
+
+
+# -- output paths -------------------------------------------------------------------------
+
+def test_output_paths_that_cannot_be_written_are_refused_before_any_work(tmp_path):
+    from serialrepro import atomic
+
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    refused(atomic.check_output_folder, f, match="is not a folder")
+    refused(atomic.check_output_folder, f / "sub", match="is a file, not a folder")
+    refused(atomic.check_output_file, tmp_path, match="is a folder")
+    refused(atomic.check_output_file, f / "x.png", match="is a file, not a folder")
+    assert atomic.check_output_file(tmp_path / "new" / "a.png") == tmp_path / "new" / "a.png"
+    assert atomic.check_output_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert not (tmp_path / "new").exists() and not (tmp_path / "a").exists()  # checks only
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_folder_is_refused(tmp_path):
+    from serialrepro import atomic
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        refused(atomic.check_output_file, ro / "x.json", match="read-only")
+        refused(atomic.check_output_folder, ro / "out", match="read-only")
+    finally:
+        ro.chmod(0o700)

@@ -96,6 +96,47 @@ def _create_temp(path: Path) -> Path:
     raise FileExistsError(f"could not create a temporary file beside {str(path)!r}")
 
 
+def _first_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """Refuse, before anything is computed, a folder that cannot be created or written:
+    an existing file, a path below a file, or a read-only place. One line naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{what} {str(path)!r} exists and is not a folder")
+    base = _first_existing(path)
+    if not base.is_dir():
+        raise UserInputError(f"{what} {str(path)!r} cannot be created: {str(base)!r} is a "
+                             "file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UserInputError(f"{what} {str(path)!r} cannot be written: {str(base)!r} is "
+                             "read-only")
+    return path
+
+
+def check_output_file(path: str | Path, what: str = "output file") -> Path:
+    """Refuse, before anything is computed, a file path that cannot be written: an
+    existing folder, a path below a file, or a read-only folder. One line naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"{what} {str(path)!r} is a folder; give a file name")
+    base = _first_existing(path.parent)
+    if not base.is_dir():
+        raise UserInputError(f"{what} {str(path)!r} cannot be written: {str(base)!r} is a "
+                             "file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UserInputError(f"{what} {str(path)!r} cannot be written: {str(base)!r} is "
+                             "read-only")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserInputError(f"{what} {str(path)!r} is read-only")
+    return path
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDWR)  # writable: Windows cannot flush a read-only handle
     try:
