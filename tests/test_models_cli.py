@@ -51,12 +51,18 @@ def test_train_sample_evaluate_on_a_toy(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "trained 200 steps" in r.stdout
     assert json.loads((run_dir / "config.json").read_text())["family"] == "laplace"
+    import pandas as pd
+
+    curve = pd.read_csv(run_dir / "loss.csv")
+    assert curve["step"].tolist() == list(range(1, 201)) and np.isfinite(curve["loss"]).all()
+    assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "s.npz"
     r = run("sample", "--run-dir", str(run_dir), "--out", str(out), "--n", "300",
             "--sampler", "ddim", "--stride", "5", "--seed", "1")
     assert r.returncode == 0, r.stderr
     x = np.load(out)["samples"]
     assert x.shape == (300, 2) and np.isfinite(x).all()
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG" and "preview" in r.stdout
     r = run("sample", "--run-dir", str(run_dir), "--out", str(tmp_path / "naive.npz"), "--n",
             "50", "--sampler", "ddpm", "--stride", "5", "--respace", "naive")
     assert r.returncode == 0, r.stderr
@@ -64,13 +70,66 @@ def test_train_sample_evaluate_on_a_toy(tmp_path):
     r = run("evaluate", "--run-dir", str(run_dir), "--samples", str(out), "--json")
     assert r.returncode == 0, r.stderr
     scores = json.loads(r.stdout)
-    assert scores["n_samples"] == 300
-    assert set(scores) >= {"energy_distance", "mmd", "sliced_wasserstein", "grid_kl_bits"}
+    assert scores["n_samples"] == 300 and scores["n_real_reference"] == 300
+    metrics = {"energy_distance", "mmd", "sliced_wasserstein", "grid_kl_bits"}
+    assert set(scores) >= metrics and set(scores["real_vs_real"]) == metrics
+    r = run("evaluate", "--run-dir", str(run_dir), "--samples", str(out))
+    assert r.returncode == 0 and "real vs real" in r.stdout and not r.stderr
+    assert len([ln for ln in r.stdout.splitlines() if ln.split()[0] in metrics]) == 4
     # resuming with more steps continues the same run
     r = run("train", "--run-dir", str(run_dir), "--dataset", "two-moons", "--family",
             "laplace", "--timesteps", "50", "--steps", "210", "--width", "32",
             "--batch-size", "128", "--device", "cpu", "--no-progress")
     assert r.returncode == 0 and "trained 210 steps" in r.stdout
+    from serialrepro.models.training import load_trained
+
+    resumed = pd.read_csv(run_dir / "loss.csv")
+    assert resumed["loss"].tolist() == load_trained(run_dir, "cpu").losses
+    assert resumed["loss"][:200].tolist() == curve["loss"].tolist()
+
+
+def test_evaluate_reference_is_what_real_data_scores(tmp_path):
+    """Real points scored as samples land at the real-vs-real reference; noise far above."""
+    from serialrepro.data import load_dataset
+
+    run_dir = tmp_path / "run"
+    assert run("train", "--run-dir", str(run_dir), "--timesteps", "30", "--steps", "2",
+               "--width", "8", "--device", "cpu", "--no-progress").returncode == 0
+    real = load_dataset("two-moons", seed=123, n_train=500).train.numpy()
+    noise = 3 * np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
+    res = {}
+    for name, x in (("real", real), ("noise", noise)):
+        np.savez(tmp_path / f"{name}.npz", samples=x)
+        r = run("evaluate", "--run-dir", str(run_dir), "--samples", str(tmp_path / f"{name}.npz"),
+                "--json")
+        assert r.returncode == 0, r.stderr
+        res[name] = json.loads(r.stdout)
+    ref = res["real"]["real_vs_real"]
+    assert res["noise"]["real_vs_real"] == ref  # the reference depends on n, not the samples
+    for k in ("energy_distance", "sliced_wasserstein", "grid_kl_bits"):
+        assert res["real"][k] < 3 * ref[k] + 1e-3, (k, res["real"][k], ref[k])
+        assert res["noise"][k] > 5 * ref[k], (k, res["noise"][k], ref[k])
+
+
+def test_evaluate_digits_warns_once_only_when_more_samples_would_help(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run("train", "--run-dir", str(run_dir), "--dataset", "digits", "--timesteps", "30",
+               "--steps", "2", "--width", "8", "--device", "cpu", "--no-progress"
+               ).returncode == 0
+    assert (run_dir / "loss.png").exists()
+    for n, warned in ((200, True), (539, False)):
+        out = tmp_path / f"s{n}.npz"
+        r = run("sample", "--run-dir", str(run_dir), "--out", str(out), "--n", str(n))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / f"s{n}.png").exists()
+        r = run("evaluate", "--run-dir", str(run_dir), "--samples", str(out))
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.count("warning:") == (1 if warned else 0), r.stderr
+        if warned:
+            assert "≥ 539 generated" in r.stderr and "real (of" not in r.stderr
+        fid, ref = (float(v) for v in next(ln.split()[1:] for ln in r.stdout.splitlines()
+                                           if ln.split()[0] == "fid"))
+        assert ref < fid  # an untrained model is far from real-vs-real
 
 
 @pytest.mark.parametrize("args,needle", [

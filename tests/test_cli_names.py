@@ -1,0 +1,133 @@
+"""One name per concept across the command line: the noise family (``--noise``, alias
+``--family``), the serial-reproduction step (``serial``, alias ``reproduction``), shipped
+configs by name (``chains simulate NAME`` like ``run NAME``), iteration counts (reproductions
+after the start), and ``families`` derived from both family registries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from test_models_cli import run
+
+FAST = ["simulate", "--grid", "torus:12", "--sigmas", "0.03:0.08:3", "--json"]
+
+
+def _scores(r):
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    out.pop("seconds")
+    return out
+
+
+def test_family_is_an_alias_of_noise_in_simulate():
+    a = _scores(run(*FAST, "--noise", "laplace"))
+    b = _scores(run(*FAST, "--family", "laplace"))
+    c = _scores(run(*FAST, "--noise", "gaussian"))
+    assert a == b and a["kl_bits"] != c["kl_bits"]
+
+
+def test_reproduction_is_an_alias_of_the_serial_step():
+    s = _scores(run(*FAST, "--step", "serial"))
+    r = _scores(run(*FAST, "--step", "reproduction"))
+    a = _scores(run(*FAST, "--step", "ancestral"))
+    assert s == r and s["kl_bits"] != a["kl_bits"]
+
+
+def test_noise_and_serial_sampler_in_the_model_commands(tmp_path):
+    run_dir = tmp_path / "run"
+    r = run("train", "--run-dir", str(run_dir), "--noise", "uniform", "--timesteps", "30",
+            "--steps", "3", "--width", "8", "--device", "cpu", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run_dir / "config.json").read_text())["family"] == "uniform"
+    outs = {}
+    for name in ("serial", "reproduction", "ddpm"):
+        out = tmp_path / f"{name}.npz"
+        r = run("sample", "--run-dir", str(run_dir), "--out", str(out), "--n", "20",
+                "--sampler", name, "--seed", "3")
+        assert r.returncode == 0, r.stderr
+        outs[name] = np.load(out)["samples"]
+    assert np.array_equal(outs["serial"], outs["reproduction"])
+    assert not np.array_equal(outs["serial"], outs["ddpm"])
+
+
+def test_families_lists_both_registries_with_their_representations():
+    from serialrepro.families import FAMILIES
+    from serialrepro.models.noise import TENSOR_FAMILIES
+
+    r = run("families")
+    assert r.returncode == 0
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:]}
+    assert set(rows) == set(FAMILIES) | set(TENSOR_FAMILIES)
+    assert r.stdout.splitlines()[0].split()[:4] == ["family", "grid", "continuous", "trained"]
+    assert rows["blur"][1:3] == ["-", "-"] and rows["blur"][3:5] == ["x0,", "images"]
+    assert rows["mask"][1:4] == ["-", "-", "x0"]
+    assert rows["bimodal"][1:4] == ["yes", "yes", "-"]
+    assert rows["gaussian"][1:7] == ["yes", "yes,", "unit", "noise", "eps", "or"]
+
+
+def test_families_table_is_derived_from_the_registries(monkeypatch):
+    from serialrepro.grid.cli import family_table
+    from serialrepro.models import noise
+
+    class Smear(noise.FadeUniform):
+        name = "smear"
+        description = "a family added in one place"
+        images_only = True
+
+    monkeypatch.setitem(noise.TENSOR_FAMILIES, "smear", Smear())
+    row = {r["family"]: r for r in family_table()}["smear"]
+    assert row == {"family": "smear", "grid": "-", "continuous": "-", "trained": "x0, images",
+                   "description": "a family added in one place"}
+
+
+def test_chains_simulate_takes_a_shipped_name_and_counts_reproductions(tmp_path):
+    from serialrepro.chains.simulate import load_config, shipped_names
+
+    assert "bimodal-1d" in shipped_names()
+    out = tmp_path / "sim"
+    r = run("chains", "simulate", "bimodal-1d", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    n_it = load_config("bimodal-1d").chains.n_iterations
+    assert f"× {n_it} iterations" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_iterations"] == n_it
+    import pandas as pd
+
+    its = pd.read_csv(out / "chains.csv")["iteration"]
+    assert its.min() == 0 and its.max() == n_it  # rows 0..n: n reproductions
+    assert load_config("bimodal-1d.yaml") == load_config("bimodal-1d")
+    r = run("chains", "simulate", "no-such-config", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "shipped: bimodal-1d, gaussian-ar1, hue-circular" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("argv", [["--threads", "2", "families"], ["families"]])
+def test_one_thread_setting_reaches_the_command(argv, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("SERIALREPRO_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        seen = {}
+        import serialrepro.grid.cli as gcli
+
+        real = gcli.family_table
+
+        def spy():
+            from serialrepro.cli import resolve_threads
+
+            seen["threads"], seen["torch"] = resolve_threads(), torch.get_num_threads()
+            return real()
+
+        monkeypatch.setattr(gcli, "family_table", spy)
+        assert run(*argv).returncode == 0
+        want = 2 if "--threads" in argv else 1
+        assert seen == {"threads": want, "torch": want}
+        import os
+
+        assert "SERIALREPRO_THREADS" not in os.environ  # restored after the command
+    finally:
+        torch.set_num_threads(before)
