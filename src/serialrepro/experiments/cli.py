@@ -27,13 +27,14 @@ def _finish(outcome, quiet: bool) -> None:
 def reproduce_command(
     quick: bool = typer.Option(False, "--quick", help="smoke version (under a minute): smaller "
                                "grids and fewer conditions; Figure 3 runs in full"),
-    out: Path | None = typer.Option(None, "--out", help="results folder (default "
+    out: Path | None = typer.Option(None, "--out", metavar="DIR", help="results folder (default "
                                     "results/<UTC timestamp>); an existing one is resumed"),
-    workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
-    scheduler: str | None = typer.Option(None, "--scheduler", help=_SCHEDULER_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, metavar="N", help=_WORKERS_HELP),
+    scheduler: str | None = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                     help=_SCHEDULER_HELP),
     skip_fig4: bool = typer.Option(False, "--skip-fig4", help="do not train/evaluate the "
                                    "Figure 4 model"),
-    seed: int = typer.Option(0, "--seed", help="seed for the Figure 4 run"),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="seed for the Figure 4 run"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
 ) -> None:
     """Every simulation figure of the paper, the extensions and Figure 4, in one report."""
@@ -72,13 +73,15 @@ def _resolve_configs(config: str):
 
 
 def run_command(
-    config: str = typer.Argument(..., help="a YAML config file (one experiment, or a list "
+    config: str = typer.Argument(..., metavar="CONFIG",
+                                 help="a YAML config file (one experiment, or a list "
                                  "under 'experiments:' as in config.resolved.yaml), or a "
                                  "shipped experiment name (see `serialrepro list`)"),
-    out: Path | None = typer.Option(None, "--out", help="results folder (default "
+    out: Path | None = typer.Option(None, "--out", metavar="DIR", help="results folder (default "
                                     "results/<experiment name>); re-running resumes it"),
-    workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
-    scheduler: str | None = typer.Option(None, "--scheduler", help=_SCHEDULER_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, metavar="N", help=_WORKERS_HELP),
+    scheduler: str | None = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                     help=_SCHEDULER_HELP),
     quick: bool = typer.Option(False, "--quick", help="apply the config's quick override"),
     no_progress: bool = typer.Option(False, "--no-progress", help="hide the progress bar"),
 ) -> None:
