@@ -78,6 +78,9 @@ class Analysis:
     summary: dict
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: where the fitted model cannot reproduce the data's display statistics (also in
+    #: ``warnings``)
+    display_warnings: list[str] = field(default_factory=list)
 
     @property
     def converged(self) -> bool | None:
@@ -282,6 +285,7 @@ def analyze_chains(
 
     # -- display statistics ---------------------------------------------------------------
     dstats = None
+    display_warnings: list[str] = []
     if table.has_item:
         period_arg = coords.scale if circular else None
         v, d_id, d_it, d_cl = table.displays()
@@ -295,7 +299,8 @@ def analyze_chains(
                                              table.cluster_codes[ok][track],
                                              period=period_arg)
             frames.append(model_stats.assign(source="model"))
-            warnings.extend(disp.compare_display_stats(data_stats, model_stats, late))
+            display_warnings = disp.compare_display_stats(data_stats, model_stats, late)
+            warnings.extend(display_warnings)
         dstats = pd.concat(frames, ignore_index=True)
         dstats = dstats[["iteration", "source"] + [c for c in dstats.columns
                                                    if c not in ("iteration", "source")]]
@@ -329,4 +334,4 @@ def analyze_chains(
     summary = _strict(summary)
     return Analysis(table, coords, its, unit, late, conv, dep, verdict, prior, n_modes, ar1,
                     stationary, noise_fit, model_unit, model_conv, group_fits, dstats,
-                    summary, notes, warnings)
+                    summary, notes, warnings, display_warnings)

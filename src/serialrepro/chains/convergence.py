@@ -221,8 +221,10 @@ def judge_convergence(dependence: pd.DataFrame, agreement: dict | None,
     converged = None if not verdicts else all(verdicts)
     reasons = []
     if dep_ok is False:
+        name = {"pearson": "Pearson", "fisher_lee": "Fisher–Lee circular"}.get(
+            str(last["statistic"]), str(last["statistic"]))
         reasons.append(f"iteration {int(last['iteration'])} still depends on the start "
-                       f"({last['statistic']} correlation {r:.2f}, 95 % CI {lo:.2f}–{hi:.2f})")
+                       f"({name} correlation {r:.2f}, 95 % CI {lo:.2f}–{hi:.2f})")
     if agree_ok is False:
         reasons.append(f"chains from different seeds still differ at the last iteration "
                        f"(permutation p = {agreement['p_value']:.3g} over "

@@ -125,7 +125,7 @@ def _summary_rows(a: Analysis) -> list[tuple[str, str]]:
             ("transitions", str(s["transitions"])),
             ("convergence", _verdict_text(v)),
             (f"correlation with the start at iteration {dep['iteration']}",
-             f"{dep['correlation']:.3f} ({dep['statistic']}; "
+             f"{dep['correlation']:.3f} ({rp.STATISTIC_NAMES.get(dep['statistic'])}; "
              f"{_ci(dep['lower'], dep['upper'])})")]
     sa = v["seed_agreement"]
     if sa is not None:
@@ -184,9 +184,11 @@ def write_analysis(a: Analysis, out: Path, fmt: str = "csv") -> dict:
         f"Left: energy distance (U-statistic, data units) of each iteration's values to the "
         f"pooled last {a.late} iteration(s), {s['initial_distance']:.3g} at iteration "
         f"{int(its[0])} and {s['final_distance']:.3g} "
-        f"({_ci(*s['final_distance_ci'])}) at iteration {int(its[-1])}; bands: 95 % "
+        f"({_ci(*s['final_distance_ci'])}) at iteration {int(its[-1])} (the unbiased "
+        "estimate can fall below 0 where the distributions agree); bands: 95 % "
         f"bootstrap over {s['clusters']} {s['cluster_col']} units. Right: correlation of "
-        f"iteration n with the start ({dep['statistic']}), {dep['correlation']:.2f} "
+        f"iteration n with the start ({rp.STATISTIC_NAMES.get(dep['statistic'])}), "
+        f"{dep['correlation']:.2f} "
         f"({_ci(dep['lower'], dep['upper'], '.2f')}) at the last iteration; grey: "
         f"|r| < {DEPENDENCE_SMALL:g}. Verdict: {_verdict_text(a.verdict)}.")
 
@@ -366,7 +368,11 @@ def write_analysis(a: Analysis, out: Path, fmt: str = "csv") -> dict:
         sections.append(rp.Section("Per-group fits", figures=fig("group_fits"),
                                    folded=[("per-group estimates", a.group_fits)]))
     if a.display_stats is not None:
-        sections.append(rp.Section("Displays", figures=fig("display_stats"),
+        verdict = (a.display_warnings if a.display_warnings else
+                   ["The fitted independent-item model reproduces the data's display "
+                    "statistics within their 95 % intervals at the last iterations."]
+                   if a.model_unit is not None else [])
+        sections.append(rp.Section("Displays", paragraphs=verdict, figures=fig("display_stats"),
                                    folded=[("display statistics", a.display_stats)]))
     sections.append(rp.Section("Machine-readable summary", paragraphs=[
         "The same numbers as summary.json."], preformatted=_json(a.summary)))

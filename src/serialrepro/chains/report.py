@@ -38,6 +38,9 @@ def png_bytes(fig) -> bytes:
 
 # -- figures -------------------------------------------------------------------------------
 
+#: how the correlation statistics of :mod:`serialrepro.chains.convergence` are named in text
+STATISTIC_NAMES = {"pearson": "Pearson", "fisher_lee": "Fisher–Lee circular"}
+
 
 def fig_convergence(conv: pd.DataFrame, model: pd.DataFrame | None = None,
                     dependence: pd.DataFrame | None = None, small: float = 0.1,
@@ -68,7 +71,8 @@ def fig_convergence(conv: pd.DataFrame, model: pd.DataFrame | None = None,
         ax.fill_between(dependence["iteration"], dependence["lower"], dependence["upper"],
                         color="C2", alpha=0.25, lw=0, label="95 % interval")
         ax.axhline(0, color="k", lw=0.6)
-        stat = str(dependence["statistic"].iloc[0]).replace("_", "–")
+        stat = STATISTIC_NAMES.get(str(dependence["statistic"].iloc[0]),
+                                   str(dependence["statistic"].iloc[0]))
         ax.set_ylabel(f"correlation with iteration 0 ({stat})")
         ax.set_xlabel("iteration")
         ax.set_title("dependence on the start")
@@ -107,7 +111,7 @@ def fig_prior_2d(late: np.ndarray, extent: tuple[float, float, float, float],
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4.6))
     if density is not None:
-        ax.imshow(density.T, origin="lower", extent=extent, cmap="viridis", aspect="auto")
+        ax.imshow(density.T, origin="lower", extent=extent, cmap="viridis", aspect="equal")
     ax.scatter(late[:, 0], late[:, 1], s=3, c="w" if density is not None else "C0", alpha=0.5)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
@@ -177,6 +181,7 @@ def fig_iteration_density(iterations: np.ndarray, edges: np.ndarray,
     im = None
     for ax, (title, d) in zip(axes[0], panels, strict=True):
         im = ax.pcolormesh(xe, edges, d.T, cmap="magma", vmin=0, vmax=vmax, shading="flat")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_title(title)
         ax.set_xlabel("iteration")
     axes[0, 0].set_ylabel(ylabel)
@@ -244,6 +249,7 @@ def fig_scatter_2d(panels: list[tuple[str, np.ndarray]], labels: tuple[str, str]
                              sharey=True, squeeze=False)
     for ax, (title, v) in zip(axes[0], panels, strict=True):
         ax.scatter(v[:, 0], v[:, 1], s=4, alpha=0.6)
+        ax.set_aspect("equal", adjustable="box")
         ax.set_title(title)
         ax.set_xlabel(labels[0])
     axes[0, 0].set_ylabel(labels[1])
@@ -269,7 +275,9 @@ def fig_ar1(x: np.ndarray, x_next: np.ndarray, slope: float, intercept: float,
             period = hi - lo
             dev = np.mod(g - intercept + period / 2, period) - period / 2
             yv = np.mod(intercept + slope * dev - lo, period) + lo
-            yv[1:][np.abs(np.diff(yv)) > period / 2] = np.nan
+            # break where the deviation wraps (x = μ ± P/2) or the response wraps
+            cut = (np.diff(dev) < 0) | (np.abs(np.diff(yv)) > period / 2)
+            yv[1:][cut] = np.nan
             ax.plot(g, yv, "C3", lw=2, label=f"wrapped AR(1): λ = {slope:.3f}")
     if domain is not None:
         ax.set_xlim(*domain)
@@ -290,7 +298,12 @@ def fig_profile(sigma: np.ndarray, loglik: np.ndarray, estimate: float,
     if ci is not None and all(np.isfinite(ci)):
         ax.axvspan(ci[0], ci[1], color="C3", alpha=0.15, lw=0, label="95 % interval")
     ax.axvline(estimate, color="C3", ls="--", label=f"ML σ = {estimate:.4g}")
-    ax.set_xlabel(f"σ ({unit})")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"σ ({unit}, log scale)")
     ax.set_ylabel("log-likelihood of transitions")
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
