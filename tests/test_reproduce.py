@@ -458,3 +458,18 @@ def test_sample_tiles_have_gaps_between_them():
     assert grid.shape == (3 * 4 + 2, 3 * 4 + 2)
     assert (grid[4, :] == 1).all() and (grid[:, 9] == 1).all()  # white gaps
     assert (grid[:4, :4] == 0).all() and (grid[10:, 10:] == 0).all()  # tiles stay black
+
+
+def test_fid_trends_judge_direction_and_size():
+    from serialrepro.experiments.results import fid_trends
+
+    steps = [1000, 500, 250, 100, 50]
+    t = pd.DataFrame({"sampler": ["big"] * 5 + ["small"] * 5 + ["down"] * 5,
+                      "steps": steps * 3,
+                      "fid": [2, 3, 5, 20, 50] + [2.0, 2.05, 2.1, 2.15, 2.2] + [50, 20, 5, 3, 2]})
+    got = {r["curve"]: r for r in fid_trends(t)}
+    assert got["big"]["agrees"] is True and got["big"]["rho"] == pytest.approx(-1)
+    assert got["small"]["agrees"] is None and got["small"]["weak"]  # +10 %: too small
+    assert "rises only 10%" in got["small"]["verdict"]
+    assert got["down"]["agrees"] is False and got["down"]["verdict"] == "FID falls as steps fall"
+    assert fid_trends(t.head(2))[0]["agrees"] is None  # two strides: not judged

@@ -36,6 +36,10 @@ th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th { background: #f3f3f3; } pre { background: #f7f7f7; padding: .8em; overflow-x: auto;
 font-size: .8em; } details { margin: .5em 0; } summary { cursor: pointer; }
 ul.verdicts li { margin: .2em 0; }
+@media (max-width: 1150px) {
+  figure.wide { overflow-x: auto; }
+  figure.wide img { max-width: none; width: 1150px; }
+}
 """
 
 TABLE_COLUMNS = ["figure", "label", "prior", "noise", "step", "T", "sigma_start", "sigma_end",
@@ -120,9 +124,19 @@ def _num(v) -> str:
     return str(v)
 
 
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    head = Path(path).read_bytes()[16:24]
+    return int.from_bytes(head[:4], "big"), int.from_bytes(head[4:], "big")
+
+
 def _figure(item: FigureItem) -> str:
-    """A figure with its title and this run's finding; the claim is said once per section."""
-    return (f"<figure>{_img(item.path)}<figcaption><b>{_e(item.title)}.</b> "
+    """A figure with its title and this run's finding; the claim is said once per section.
+    A wide strip of panels (aspect > 3) scrolls sideways on a narrow window instead of
+    shrinking its titles out of reach."""
+    w, h = _png_size(item.path)
+    cls = " class='wide'" if h and w / h > 3 else ""
+    return (f"<figure{cls}>{_img(item.path)}<figcaption><b>{_e(item.title)}.</b> "
             f"{_e(item.finding)}</figcaption></figure>")
 
 
@@ -187,6 +201,12 @@ def _fig4_trends(f: Fig4Section) -> list[dict]:
     return fid_trends(f.table)
 
 
+def _trend_tag(t: dict) -> str:
+    if t.get("weak"):
+        return '<span class="neutral">[weak trend]</span> '
+    return _verdict(t["agrees"])
+
+
 def _fig4_summary(f: Fig4Section | None) -> str:
     """The Summary's Figure 4 item: a verdict per sampling curve."""
     head = "<li><a href='#fig4'>Figure 4: FID against sampling steps</a>: "
@@ -196,11 +216,11 @@ def _fig4_summary(f: Fig4Section | None) -> str:
             f.status if f else "skipped", "skipped (--skip-fig4)")
         return head + _e(line) + "</li>"
     trends = _fig4_trends(f)
-    judged = [t for t in trends if t["agrees"] is not None]
+    judged = [t for t in trends if t["agrees"] is not None or t.get("weak")]
     if not judged:
         return head + _e((f.notes.splitlines() or [""])[0]) + "</li>"
-    n_ok = sum(t["agrees"] for t in judged)
-    items = "".join(f"<li><code>{_e(t['curve'])}</code>: {_verdict(t['agrees'])}"
+    n_ok = sum(bool(t["agrees"]) for t in judged)
+    items = "".join(f"<li><code>{_e(t['curve'])}</code>: {_trend_tag(t)}"
                     f"{_e(fid_trend_sentence(t))}</li>" for t in trends)
     return (f"{head}fewer steps, worse FID for {n_ok} of {len(judged)} sampling curves "
             f"(preset <code>{_e(f.preset)}</code>)<ul class='verdicts'>{items}</ul></li>")
@@ -255,7 +275,7 @@ def _fig4(f: Fig4Section | None) -> str:
         curve_lines = {f"{t['curve']}:" for t in trends}
         if trends:
             out.append("<ul class='verdicts'>" + "".join(
-                f"<li><code>{_e(t['curve'])}</code>: {_verdict(t['agrees'])}"
+                f"<li><code>{_e(t['curve'])}</code>: {_trend_tag(t)}"
                 f"{_e(fid_trend_sentence(t))}</li>" for t in trends) + "</ul>")
         notes = [ln for ln in f.notes.splitlines() if ln.strip()
                  and not any(ln.startswith(c) for c in curve_lines)
