@@ -131,3 +131,26 @@ def test_one_thread_setting_reaches_the_command(argv, monkeypatch):
         assert "SERIALREPRO_THREADS" not in os.environ  # restored after the command
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("argv,want", [(["--threads", "2", "families"], 2), (["families"], 1)])
+def test_threads_reach_torch_imported_after_start_up(argv, want):
+    """torch is first imported inside the command: the setting travels by OpenMP variable
+    (torch caps that at the core count, so this asks for 2 on a machine with 2 or more)."""
+    import os
+    import subprocess
+    import sys
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores to tell 2 threads from torch's default")
+
+    code = ("import sys; from serialrepro.cli import main\n"
+            "assert 'torch' not in sys.modules\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert not e.code\n"
+            "import torch; print(torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SERIALREPRO_THREADS")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.strip().splitlines()[-1]) == want

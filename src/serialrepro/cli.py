@@ -55,8 +55,8 @@ def apply_threads(threads: int) -> None:
     """Make torch use ``threads`` intra-op threads, without importing it.
 
     Before torch's first import the OpenMP variables decide its default (torch reads them
-    when it starts); if torch is already loaded (tests, embedding) it is set directly.
-    Worker processes inherit the variables.
+    when it starts, capped at the number of cores); if torch is already loaded (tests,
+    embedding) it is set directly. Worker processes inherit the variables.
     """
     os.environ[THREADS_ENV] = str(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
