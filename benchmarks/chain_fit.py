@@ -46,7 +46,7 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def _data(displays: int):
+def _data(displays: int, sigma: float):
     import numpy as np
     import torch
 
@@ -59,7 +59,7 @@ def _data(displays: int):
         [0.0025, 0.002, 0.003, 0.002, 0.0025])
     n = displays * DOTS
     start = prior.sample(n, torch.Generator().manual_seed(1))
-    traj = particle_chains(Agent(prior, "gaussian", SIGMA), start, ITERATIONS,
+    traj = particle_chains(Agent(prior, "gaussian", sigma), start, ITERATIONS,
                            seed=2).numpy()  # [I + 1, C, 2]
     x = traj[:-1].reshape(-1, 2)
     xn = traj[1:].reshape(-1, 2)
@@ -68,31 +68,48 @@ def _data(displays: int):
     return traj, x, xn, display, late
 
 
+class _TimedKDE:
+    """The analysis's prior, a Gaussian KDE (scipy, Scott's rule), timing its evaluations."""
+
+    def __init__(self, late):
+        from scipy.stats import gaussian_kde
+
+        self.kde = gaussian_kde(late.T)
+        self.seconds = 0.0
+        self.points = 0
+
+    def __call__(self, pts):
+        t0 = time.perf_counter()
+        out = self.kde(pts.T)
+        self.seconds += time.perf_counter() - t0
+        self.points += len(pts)
+        return out
+
+
 def _kde(late):
-    from scipy.stats import gaussian_kde
-
-    kde = gaussian_kde(late.T)
-    return lambda pts: kde(pts.T)
+    return _TimedKDE(late)
 
 
-def case_new(displays: int, threads: int) -> dict:
+def case_new(displays: int, threads: int, sigma: float) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     from serialrepro.chains.noise_fit import fit_noise_level, simulate_fitted
 
-    traj, x, xn, display, late = _data(displays)
+    traj, x, xn, display, late = _data(displays, sigma)
     dens = _kde(late)
     before = _peak_gb()
     t0 = time.perf_counter()
     fit = fit_noise_level(x, xn, cluster=display, prior_density=dens, dims=2, n_boot=200,
                           seed=0)
     t_fit = time.perf_counter() - t0
+    kde_s, kde_points = dens.seconds, dens.points
     peak_fit = _peak_gb()
     t0 = time.perf_counter()
     sims = simulate_fitted(fit, traj[0], ITERATIONS, prior_density=dens, seed=0)
     t_sim = time.perf_counter() - t0
-    return {"transitions": len(x), "fit_s": t_fit, "sim_s": t_sim, "sim_shape": sims.shape,
+    return {"transitions": len(x), "fit_s": t_fit, "kde_s": kde_s, "kde_points": kde_points,
+            "sim_s": t_sim, "sim_shape": sims.shape,
             "peak_before_gb": before, "peak_fit_gb": peak_fit, "peak_gb": _peak_gb(),
             "sigma": fit.sigma_unit, "ci": fit.sigma_ci_unit, "profile_ci": fit.profile_ci_unit,
             "ci_method": fit.ci_method, "n_clusters": fit.n_clusters, "grid_n": fit.grid_n,
@@ -118,7 +135,7 @@ def _old_pair_probs(space, sigma, q, i, j, block=2048):
     return out
 
 
-def case_small(displays: int, threads: int) -> dict:
+def case_small(displays: int, threads: int, sigma: float) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -128,7 +145,7 @@ def case_small(displays: int, threads: int) -> dict:
     from serialrepro.grid.space import GridSpace
     from serialrepro.particles.priors import GridDensityPrior
 
-    _, x, xn, _, late = _data(displays)
+    _, x, xn, _, late = _data(displays, sigma)
     dens = _kde(late)
     rows = []
     for n in SMALL_GRIDS:
@@ -141,12 +158,12 @@ def case_small(displays: int, threads: int) -> dict:
         t_new = math.inf
         for _ in range(3):  # the new evaluation is short: best of three
             t0 = time.perf_counter()
-            new = transition_probs(space, "gaussian", SIGMA, q, pi, pj)
+            new = transition_probs(space, "gaussian", sigma, q, pi, pj)
             t_new = min(t_new, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        old = _old_pair_probs(space, SIGMA, q, pi, pj)
+        old = _old_pair_probs(space, sigma, q, pi, pj)
         t_old = time.perf_counter() - t0
-        agent = Agent(GridDensityPrior(space, q), "gaussian", SIGMA)
+        agent = Agent(GridDensityPrior(space, q), "gaussian", sigma)
         t0 = time.perf_counter()
         transition_matrix(agent, space, prior=q)
         t_mat = time.perf_counter() - t0
@@ -156,7 +173,8 @@ def case_small(displays: int, threads: int) -> dict:
 
 
 def _run(case: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--case", case, "--threads", str(args.threads)]
+    cmd = [sys.executable, __file__, "--case", case, "--threads", str(args.threads),
+           "--sigma", repr(args.sigma)]
     if args.quick:
         cmd.append("--quick")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -176,23 +194,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="30 displays instead of 100")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sigma", type=float, default=SIGMA,
+                    help=f"true noise level in unit coordinates (default {SIGMA})")
     ap.add_argument("--case", choices=("new", "small"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     displays = 30 if args.quick else DISPLAYS
     if args.case:
         fn = case_new if args.case == "new" else case_small
-        print(json.dumps(fn(displays, args.threads), default=list))
+        print(json.dumps(fn(displays, args.threads, args.sigma), default=list))
         return
     new = _run("new", args)
     small = _run("small", args)
     n_fine = new["grid_n"]
     print(f"data: {displays * DOTS} tracks ({displays} displays × {DOTS} dots) × {ITERATIONS} "
           f"iterations = {new['transitions']} transitions; gaussian, sample rule, "
-          f"σ_true = {SIGMA} (unit coordinates); torch threads {args.threads}")
+          f"σ_true = {args.sigma} (unit coordinates); torch threads {args.threads}")
     print(f"fit: {new['fit_s']:.1f} s, peak RSS {new['peak_fit_gb']:.2f} GB (after import and "
-          f"data {new['peak_before_gb']:.2f} GB); {new['evaluations']} likelihood levels on "
-          "the final grid")
-    print(f"  σ̂ = {new['sigma']:.5f} (truth {SIGMA}); 95 % CI [{new['ci'][0]:.5f}, "
+          f"data {new['peak_before_gb']:.2f} GB); of which {new['kde_s']:.1f} s evaluate the "
+          f"KDE prior at {new['kde_points']} grid points; {new['evaluations']} likelihood "
+          "levels on the final grid")
+    print(f"  σ̂ = {new['sigma']:.5f} (truth {args.sigma}); 95 % CI [{new['ci'][0]:.5f}, "
           f"{new['ci'][1]:.5f}] ({new['ci_method']} over {new['n_clusters']} displays); "
           f"profile CI [{new['profile_ci'][0]:.5f}, {new['profile_ci'][1]:.5f}]")
     print(f"  grid {n_fine} per axis (cell {new['cell']:.5f} = σ̂/{new['sigma'] / new['cell']:.1f}"

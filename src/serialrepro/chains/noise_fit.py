@@ -49,7 +49,8 @@ the lower limit (σ̂ < 2 cells) or at a search bound; every reason is also a pl
   different σ).
 * ``bootstrap`` — clustered percentile bootstrap: the independent units ``cluster``
   (participant, display, chain) are resampled with replacement, n_boot times. Refits are
-  cheap: the per-transition log-likelihoods are computed once at 25 levels around σ̂,
+  cheap: the per-transition log-likelihoods are computed once at :data:`BOOT_LEVELS`
+  levels around σ̂ (three profile half-widths either side),
   every replicate's weighted profile is one matrix product, and its maximum is found on a
   cubic spline in log σ (the level range widens while > 1 % of replicates sit at its edge).
   The prior is held fixed (the interval is conditional on it).
@@ -111,6 +112,8 @@ CHUNK = 1 << 22
 PROFILE_DROP = float(chi2.ppf(0.95, 1) / 2)
 CI_METHODS = ("auto", "profile", "bootstrap")
 PATHS = ("auto", "separable", "general")
+#: levels (log σ) at which the bootstrap's per-transition log-likelihoods are computed
+BOOT_LEVELS = 15
 #: search bounds of weight levels (families refusing levels above 1)
 WEIGHT_BOUNDS = (1e-3, 1.0)
 #: upper search bound of scale levels (unit coordinates)
@@ -141,6 +144,10 @@ class NoiseFit:
     level_is_scale: bool = True
     profile_ci_unit: tuple[float, float] = (math.nan, math.nan)
     n_clusters: int | None = None
+    #: (prior_density, grid prior on the final grid): simulate_fitted reuses it for the same
+    #: density function instead of evaluating it again
+    _grid_prior: tuple[Callable, Tensor] | None = field(default=None, repr=False,
+                                                         compare=False)
 
     def sigma_data(self, scale: float) -> float | None:
         """σ̂ in data units (scale: data units per unit; the period for circular data), or
@@ -518,7 +525,7 @@ def _profile_interval(obj: _Objective, s_hat: float, ll_hat: float, lo: float, h
                          f"σ = {math.exp(outer):.4g} (unit coordinates)")
             continue
         a, b = sorted((inner, outer))
-        ends.append(float(brentq(f, a, b, xtol=1e-5)) if a < b else inner)
+        ends.append(float(brentq(f, a, b, xtol=1e-4)) if a < b else inner)
     return ends[0], ends[1], notes
 
 
@@ -538,11 +545,11 @@ def _bootstrap_interval(obj: _Objective, s_hat: float, lo: float, hi: float, hal
     notes = []
     for _ in range(4):
         a, b = max(lo, s_hat - half), min(hi, s_hat + half)
-        levels = np.linspace(a, b, 25)
-        ll = torch.stack([obj.pair_loglik(s) for s in levels]).numpy()  # [25, pairs]
+        levels = np.linspace(a, b, BOOT_LEVELS)
+        ll = torch.stack([obj.pair_loglik(s) for s in levels]).numpy()  # [levels, pairs]
         rows = _rows_per_chunk(len(g.pi))  # replicates per block bound the memory
         prof = np.hstack([ll @ np.asarray(cnt.T @ w[b0:b0 + rows].T)
-                          for b0 in range(0, n_boot, rows)])  # [25, B]
+                          for b0 in range(0, n_boot, rows)])  # [levels, B]
         fine = np.linspace(a, b, 2001)
         vals = CubicSpline(levels, prof, axis=0)(fine)
         best = np.argmax(vals, axis=0)
@@ -683,7 +690,7 @@ def fit_noise_level(
     ci_lo, ci_hi = p_lo, p_hi
     if method == "bootstrap":
         cl = cluster if cluster is not None else np.arange(len(u))
-        half = max(3 * max(s_hat - p_lo, p_hi - s_hat), 0.05)
+        half = max(3 * max(s_hat - p_lo, p_hi - s_hat), 0.02)
         ci_lo, ci_hi, notes, _ = _bootstrap_interval(obj, s_hat, lo, hi, half, cl,
                                                      int(n_boot), int(seed))
         warnings.extend(notes)
@@ -706,6 +713,7 @@ def fit_noise_level(
         n_transitions=len(u), warnings=warnings, dims=dims, circular=circular,
         production_sigma_unit=tau, production_family=pfam.name, level_is_scale=not weight,
         profile_ci_unit=(math.exp(p_lo), math.exp(p_hi)), n_clusters=n_clusters,
+        _grid_prior=(prior_density, g.q),
     )
 
 
@@ -726,11 +734,17 @@ def _circulant(kernel: GridKernel) -> bool:
     return isinstance(kernel, FFTKernel) and kernel.target is None
 
 
-def _offsets(kernel: FFTKernel, k: int, gen: torch.Generator) -> Tensor:
-    """k flat offsets d ~ c (the kernel's column at x = 0) by inverse CDF."""
-    cdf = torch.cumsum(kernel.c.reshape(-1).clamp_min(0.0), 0)
+def _column_cdf(kernel: GridKernel) -> Tensor | None:
+    """Cumulative sum of a circulant kernel's column c (offsets from x = 0), else None."""
+    if not _circulant(kernel):
+        return None
+    return torch.cumsum(kernel.c.reshape(-1).clamp_min(0.0), 0)
+
+
+def _offsets(cdf: Tensor, k: int, gen: torch.Generator) -> Tensor:
+    """k flat offsets d ~ c by inverse CDF."""
     u = torch.rand(k, generator=gen, dtype=cdf.dtype) * cdf[-1]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=kernel.space.size - 1)
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(cdf) - 1)
 
 
 def _shift(space: GridSpace, x: Tensor, d: Tensor, sign: int) -> Tensor:
@@ -741,19 +755,23 @@ def _shift(space: GridSpace, x: Tensor, d: Tensor, sign: int) -> Tensor:
     return out
 
 
-def _perceive(kernel: GridKernel, x: Tensor, gen: torch.Generator) -> Tensor:
+def _perceive(kernel: GridKernel, cdf: Tensor | None, x: Tensor,
+              gen: torch.Generator) -> Tensor:
     """y ~ K(· | x) for flat cells x [b]: for a circulant kernel y = x + d with an offset d
     drawn from the kernel's column c (O(b log M)); otherwise from the full columns."""
-    if not _circulant(kernel):
-        return _draw(kernel_columns(kernel, x), gen, x)
-    return _shift(kernel.space, x, _offsets(kernel, len(x), gen), +1)
+    if cdf is None:
+        step = _rows_per_chunk(kernel.space.size)
+        return torch.cat([_draw(kernel_columns(kernel, x[s:s + step]), gen, x[s:s + step])
+                          for s in range(0, len(x), step)])
+    return _shift(kernel.space, x, _offsets(cdf, len(x), gen), +1)
 
 
 #: rejection rounds of the posterior draw before the remaining chains take full rows
-POSTERIOR_ROUNDS = 12
+POSTERIOR_ROUNDS = 32
 
 
-def _reconstruct(kernel: GridKernel, y: Tensor, q: Tensor, gen: torch.Generator) -> Tensor:
+def _reconstruct(kernel: GridKernel, cdf: Tensor | None, y: Tensor, q: Tensor,
+                 gen: torch.Generator) -> Tensor:
     """x' ~ Post(· | y) ∝ K(y | ·) q for flat percepts y [b].
 
     Circulant kernels: exact rejection sampling, x' = y − d with d ~ c (so x' has
@@ -762,20 +780,22 @@ def _reconstruct(kernel: GridKernel, y: Tensor, q: Tensor, gen: torch.Generator)
     full row K(y | ·) q. A percept no cell can produce is reported as perceived."""
     out = y.clone()
     pending = torch.ones(len(y), dtype=torch.bool)
-    if _circulant(kernel):
+    if cdf is not None:
         q_max = q.max()
         for _ in range(POSTERIOR_ROUNDS):
             idx = pending.nonzero().squeeze(1)
             if len(idx) == 0:
                 break
-            prop = _shift(kernel.space, y[idx], _offsets(kernel, len(idx), gen), -1)
+            prop = _shift(kernel.space, y[idx], _offsets(cdf, len(idx), gen), -1)
             u = torch.rand(len(idx), generator=gen, dtype=q.dtype)
             acc = u * q_max < q[prop]
             out[idx[acc]] = prop[acc]
             pending[idx[acc]] = False
     rest = pending.nonzero().squeeze(1)
-    if len(rest):
-        out[rest] = _draw(kernel_rows(kernel, y[rest]) * q.reshape(1, -1), gen, y[rest])
+    step = _rows_per_chunk(kernel.space.size)
+    for s in range(0, len(rest), step):  # full rows, in memory-bounded chunks
+        r = rest[s:s + step]
+        out[r] = _draw(kernel_rows(kernel, y[r]) * q.reshape(1, -1), gen, y[r])
     return out
 
 
@@ -789,9 +809,10 @@ def simulate_fitted(
     Returns grid points [C, n_iterations + 1, d] (unit coordinates; row 0 the snapped
     starts). No M×M matrix: circulant kernels draw percepts from their one column and
     reconstructions by exact rejection (:func:`_reconstruct`); other kernels build rows and
-    columns per chunk of chains (at most :data:`CHUNK` numbers each). Chains are drawn in blocks of
-    :data:`serialrepro.particles.rng.BLOCK`, each from its own seeded stream, so chain c
-    depends only on (seed, c)."""
+    columns per chunk of chains (at most :data:`CHUNK` numbers each). The grid prior of the
+    fit is reused when ``prior_density`` is the function the fit was given. Chains are drawn
+    in blocks of :data:`serialrepro.particles.rng.BLOCK`, each from its own seeded stream,
+    so chain c depends only on (seed, c)."""
     x0 = np.asarray(starts, dtype=np.float64)
     if x0.ndim == 1:
         x0 = x0[:, None]
@@ -801,28 +822,26 @@ def simulate_fitted(
     if int(n_iterations) < 1:
         raise UserInputError(f"n_iterations={n_iterations!r} must be at least 1")
     space = GridSpace.torus(fit.grid_n, fit.dims)
-    q = grid_prior(space, prior_density)
+    cached = fit._grid_prior
+    q = (cached[1] if cached is not None and cached[0] is prior_density
+         else grid_prior(space, prior_density))
     kernel = make_kernel(space, fit.family, fit.sigma_unit, "fft")
     prod = (make_kernel(space, fit.production_family, fit.production_sigma_unit, "fft")
             if fit.production_sigma_unit > 0 else None)
     resp = None if fit.rule == "sample" else response_indices(kernel, q, fit.rule, fit.circular)
     qf = q.reshape(-1)
+    cdf = _column_cdf(kernel)
+    prod_cdf = _column_cdf(prod) if prod is not None else None
     start = nearest_index(space, torch.from_numpy(x0))
     out = torch.empty((int(n_iterations) + 1, len(start)), dtype=torch.long)
     out[0] = start
-    sub = _rows_per_chunk(space.size)
     for rows, gen in chain_blocks(len(start), seed):
         x = pad_rows(start[rows])
         for it in range(int(n_iterations)):
-            nxt = torch.empty_like(x)
-            for s0 in range(0, len(x), sub):
-                xs = x[s0:s0 + sub]
-                y = _perceive(kernel, xs, gen)
-                xn = _reconstruct(kernel, y, qf, gen) if resp is None else resp[y]
-                if prod is not None:
-                    xn = _perceive(prod, xn, gen)
-                nxt[s0:s0 + sub] = xn
-            x = nxt
+            y = _perceive(kernel, cdf, x, gen)
+            x = _reconstruct(kernel, cdf, y, qf, gen) if resp is None else resp[y]
+            if prod is not None:
+                x = _perceive(prod, prod_cdf, x, gen)
             out[it + 1, rows] = x[: rows.stop - rows.start]
     pts = space.points().numpy()
     return np.transpose(pts[out.numpy()], (1, 0, 2))
