@@ -207,7 +207,7 @@ def test_hue_participants_end_to_end(app, tmp_path):
     res = _invoke(app, ["chains", "analyze", tmp_path / "hue.csv", "--value-cols", "Hue",
                         "--chain-col", "Participant,Seed", "--iteration-col", "Iteration",
                         "--circular", "--family", "vonmises", "--group-col", "Participant",
-                        "--bootstrap", "40", "--out", out])
+                        "--cluster-col", "Participant", "--bootstrap", "40", "--out", out])
     assert "von-mises" in res.output
     s = json.loads((out / "summary.json").read_text())
     assert s["chains"] == 120 and s["iterations"] == 12 and s["circular"]
@@ -228,6 +228,9 @@ def test_hue_participants_end_to_end(app, tmp_path):
     assert np.isnan(fp) or 0 <= fp < 360
     groups = pd.read_csv(out / "group_fits.csv").set_index("group")
     assert list(groups.index) == ["p1", "p2", "p3", "pooled"]
+    # a participant is one cluster: within it the chains are resampled
+    assert (groups.loc[["p1", "p2", "p3"], "unit"] == "chain").all()
+    assert groups.loc["pooled", "n_clusters"] == 3 and s["clusters"] == 3
     for name, sigma in zip(("p1", "p2", "p3"), truth, strict=True):
         assert groups.loc[name, "sigma"] == pytest.approx(sigma, rel=0.15)
         assert groups.loc[name, "sigma_low"] <= groups.loc[name, "sigma"] <= groups.loc[

@@ -30,8 +30,12 @@ def _ar1_chains(c, n_it, lam, s, m0, v0, mu=0.0, seed=0):
     return x
 
 
-def test_energy_u_statistic_matches_a_brute_force_reference():
-    """Pairs within one cluster are left out of every term."""
+@pytest.mark.parametrize("block", [None, 7])
+def test_energy_u_statistic_matches_a_brute_force_reference(block, monkeypatch):
+    """Pairs within one cluster are left out of every term (also when the distance
+    blocks are small)."""
+    if block is not None:
+        monkeypatch.setattr("serialrepro.chains.convergence.PAIR_BLOCK", block)
     rng = np.random.default_rng(1)
     c, n_it, late = 12, 4, 2
     emb = rng.normal(size=(c, n_it, 2))

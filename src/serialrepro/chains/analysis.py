@@ -17,8 +17,10 @@
    :mod:`serialrepro.chains.display`.
 
 Every interval resamples the independent unit (the table's cluster: the chain by default,
-the participant or display when given). The fitted agent's prior is the late-iteration
-density, shared by all groups.
+the participant or display when given); a per-group fit whose group holds fewer than
+:data:`MIN_GROUP_CLUSTERS` clusters (a participant as both group and cluster) resamples the
+group's chains. The fitted agent's prior is the late-iteration density, shared by all
+groups.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from serialrepro.errors import UserInputError
 
 #: the bootstrap interval of the noise fit needs at least this many resamples
 MIN_FIT_BOOT = 20
+#: a group with fewer clusters than this resamples its chains instead
+MIN_GROUP_CLUSTERS = 5
 
 
 @dataclass
@@ -119,6 +123,13 @@ def _group_rows(table: ChainTable, coords: Coordinates, ux, ux_next, chain, clus
             rows.append({**row, "note": "fewer than 3 transitions: not fitted"})
             continue
         cl = cluster_of_chain[chain[sel]]
+        if g is not None and np.unique(cl).size < MIN_GROUP_CLUSTERS:
+            # the cluster is the group itself (e.g. the participant): within one group the
+            # independent units are its chains
+            cl = chain[sel]
+            row["unit"] = "chain"
+        else:
+            row["unit"] = table.cluster_name
         row["n_clusters"] = int(np.unique(cl).size)
         if fit_kw is not None:
             try:

@@ -44,6 +44,8 @@ ALPHA = 0.05
 SEED_GROUPS = 4
 #: fewest chains for a verdict
 MIN_CHAINS = 10
+#: numbers per block of pairwise distances in :func:`energy_curve` (bounds its memory)
+PAIR_BLOCK = 1 << 23
 
 
 def _cluster_sum(m: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
@@ -74,10 +76,18 @@ def energy_curve(emb: np.ndarray, cluster: np.ndarray, late: int,
     ref_ok = ok[:, n_it - late:].reshape(-1)
 
     def pair(a, ma, la, b, mb, lb):  # chain-pair sums of distances and of pair counts
-        dist = torch.cdist(a, b) * ma[:, None] * mb[None]
-        cnt = ma[:, None] * mb[None]
-        return (_cluster_sum(dist.reshape(c, la, c, lb).sum((1, 3)), onehot),
-                _cluster_sum(cnt.reshape(c, la, c, lb).sum((1, 3)), onehot))
+        # rows of chains in blocks, so no distance block exceeds PAIR_BLOCK numbers
+        step = max(1, PAIR_BLOCK // max(1, la * len(b)))
+        dist_sum = torch.empty((c, c), dtype=t.dtype)
+        cnt_sum = torch.empty((c, c), dtype=t.dtype)
+        mb_c = mb.reshape(c, lb).sum(1)
+        for s0 in range(0, c, step):
+            rows = slice(s0 * la, min(c, s0 + step) * la)
+            n_r = min(c, s0 + step) - s0
+            dist = torch.cdist(a[rows], b) * ma[rows, None] * mb[None]
+            dist_sum[s0:s0 + n_r] = dist.reshape(n_r, la, c, lb).sum((1, 3))
+            cnt_sum[s0:s0 + n_r] = ma[rows].reshape(n_r, la).sum(1)[:, None] * mb_c[None]
+        return _cluster_sum(dist_sum, onehot), _cluster_sum(cnt_sum, onehot)
 
     s_yy, n_yy = pair(ref, ref_ok, late, ref, ref_ok, late)
     e_yy = _quad(w, s_yy) / _quad(w, n_yy)

@@ -318,7 +318,8 @@ def write_analysis(a: Analysis, out: Path, fmt: str = "csv") -> dict:
             figures["group_fits"] = rp.fig_group_fits(a.group_fits, cols)
             captions["group_fits"] = (
                 f"Per-group fits ({t.group_name}, {len(a.group_fits) - 1} groups) with 95 % "
-                "intervals (clustered bootstrap within each group); red: the pooled fit.")
+                "intervals (bootstrap within each group over the units of its 'unit' "
+                "column); red: the pooled fit and its interval.")
 
     # displays
     if a.display_stats is not None:

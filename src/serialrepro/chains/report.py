@@ -193,7 +193,11 @@ def fig_group_fits(df: pd.DataFrame, cols: list[tuple[str, str]]) -> bytes:
     """Per-group estimates with 95 % intervals (one panel per (column, label)); the pooled
     fit as a line with its band."""
     plt = _plt()
-    groups = df[df["group"] != "pooled"].reset_index(drop=True)
+    groups = df[df["group"] != "pooled"]
+    num = pd.to_numeric(groups["group"], errors="coerce")
+    if num.notna().all():  # participant numbers in numeric order, not as text
+        groups = groups.iloc[np.argsort(num.to_numpy(), kind="stable")]
+    groups = groups.reset_index(drop=True)
     pooled = df[df["group"] == "pooled"]
     fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols),
                                                     max(2.5, 0.22 * len(groups) + 1.2)),
