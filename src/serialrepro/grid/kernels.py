@@ -63,8 +63,9 @@ class GridKernel(ABC):
         kernels), else None; H(Y|X) is then this times Σ prior."""
         return None
 
-    def noise_floor(self, pushed: Tensor) -> Tensor | float:
-        """Values of K q at or below this are round-off, not probability (0 for dense)."""
+    def noise_floor(self, pushed: Tensor, nonnegative: bool = False) -> Tensor | float:
+        """Values of K q at or below this are round-off, not probability (0 for dense).
+        ``nonnegative``: the caller knows K q ≥ 0 (clamped), which saves a reduction."""
         return 0.0
 
     def _flat(self, p: Tensor) -> Tensor:
@@ -254,7 +255,7 @@ class FFTKernel(GridKernel):
         tgt = None
         if _is_positive(coef):
             tgt = limit_distribution(family.limit, space).to(dtype=dtype, device=self._device)
-        axis = space.circulant_axis_offsets(dtype, self._device).reshape(-1, 1)
+        axis = _axis_column(space, dtype, str(self._device))
         terms = family.grid_axis_terms(axis, sigma, space.spacing)
         self._tgt = tgt
         #: the normalised per-axis factor when c = f ⊗ … ⊗ f exactly (O(n) entropy)
@@ -322,7 +323,7 @@ class FFTKernel(GridKernel):
             self._c_norm = (out + self._fold) / self._z
         return self._c_norm
 
-    def noise_floor(self, pushed: Tensor) -> Tensor:
+    def noise_floor(self, pushed: Tensor, nonnegative: bool = False) -> Tensor:
         """ε·log₂M·max|K q| per distribution: an FFT convolution's absolute round-off.
 
         Where the exact K q is smaller (priors with empty regions seen through compact or
@@ -332,7 +333,9 @@ class FFTKernel(GridKernel):
         the backends agree to 1e−10 only when K q stays above it (e.g. data mixed with
         uniform, as the paper's always is).
         """
-        scale = pushed.abs().amax(dim=self._dims, keepdim=True)
+        scale = pushed.amax(dim=self._dims, keepdim=True)
+        if not nonnegative:
+            scale = torch.maximum(scale, -pushed.amin(dim=self._dims, keepdim=True))
         return scale * (torch.finfo(pushed.dtype).eps * math.log2(max(self.space.size, 2)))
 
     def _conv(self, p: Tensor, spec: Tensor, out: Tensor | None) -> Tensor:
@@ -405,6 +408,12 @@ class FFTKernel(GridKernel):
             else:
                 self._h = _entropy_bits_of_columns(self.c.reshape(-1), 0)
         return self._h
+
+
+@lru_cache(maxsize=8)
+def _axis_column(space: GridSpace, dtype: torch.dtype, device: str) -> Tensor:
+    """One axis's circulant offsets as an [n, 1] column (built once per grid)."""
+    return space.circulant_axis_offsets(dtype, torch.device(device)).reshape(-1, 1)
 
 
 @lru_cache(maxsize=4)
