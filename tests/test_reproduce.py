@@ -177,7 +177,8 @@ def test_figure4_section_uses_run_fig4_when_it_imports(tmp_path, monkeypatch):
     html_text = outcome.report_path.read_text(encoding="utf-8")
     check_self_contained(html_text)
     assert "FID rises from 37.5 at 500 steps to 227 at 50 steps" in html_text
-    assert "Figure 4: FID against sampling steps</a>: FID rises" in html_text  # summary
+    # summary: two strides are too few for a verdict, and it says so
+    assert "Figure 4: FID against sampling steps</a>: too few strides to judge" in html_text
     assert html_text.count("data:image/png;base64,") == 2  # tiny's figure + Figure 4's
     assert "<td>227</td>" in html_text
 

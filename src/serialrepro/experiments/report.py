@@ -216,14 +216,16 @@ def _fig4_summary(f: Fig4Section | None) -> str:
             f.status if f else "skipped", "skipped (--skip-fig4)")
         return head + _e(line) + "</li>"
     trends = _fig4_trends(f)
-    judged = [t for t in trends if t["agrees"] is not None or t.get("weak")]
-    if not judged:
+    if not trends:
         return head + _e((f.notes.splitlines() or [""])[0]) + "</li>"
+    judged = [t for t in trends if t["agrees"] is not None or t.get("weak")]
     n_ok = sum(bool(t["agrees"]) for t in judged)
     items = "".join(f"<li><code>{_e(t['curve'])}</code>: {_trend_tag(t)}"
                     f"{_e(fid_trend_sentence(t))}</li>" for t in trends)
-    return (f"{head}fewer steps, worse FID for {n_ok} of {len(judged)} sampling curves "
-            f"(preset <code>{_e(f.preset)}</code>)<ul class='verdicts'>{items}</ul></li>")
+    lead = (f"fewer steps, worse FID for {n_ok} of {len(judged)} sampling curves" if judged
+            else "too few strides to judge a trend")
+    return (f"{head}{lead} (preset <code>{_e(f.preset)}</code>)"
+            f"<ul class='verdicts'>{items}</ul></li>")
 
 
 def _fig4_table(t: pd.DataFrame) -> str:
