@@ -60,3 +60,13 @@ def test_iteration_densities_integrate_to_one_per_iteration():
     edges, d = iteration_densities(c.to_unit(x)[..., None], c, 36)
     assert edges[0] == 0 and edges[-1] == 360
     assert np.allclose((d * np.diff(edges)).sum(1), 1.0)
+
+
+def test_a_wiggle_on_a_flat_top_is_not_a_mode():
+    x = np.linspace(-3, 3, 601)
+    flat = np.exp(-0.5 * (x / 1.5) ** 8) * (1 + 0.03 * np.cos(6 * x))
+    assert count_modes(flat) == 1
+    two = np.exp(-0.5 * ((x - 1.2) / 0.4) ** 2) + 0.6 * np.exp(-0.5 * ((x + 1.2) / 0.4) ** 2)
+    assert count_modes(two) == 2
+    ring = np.r_[two, two[0]]  # periodic copy: the seam is no mode
+    assert count_modes(ring, circular=True) == 2

@@ -222,7 +222,9 @@ def write_analysis(a: Analysis, out: Path, fmt: str = "csv") -> dict:
     captions["prior"] = (
         f"Kernel density estimate of the {late_name} ({len(late_unit)} values of the last "
         f"{a.late} iteration(s); bandwidth {a.prior.bandwidth * c.scale:.3g} data units"
-        + ("; wrapped normal kernel" if circ else "; Scott's rule")
+        + ("; wrapped normal kernel, cross-validated bandwidth" if circ else
+           "; cross-validated bandwidth, variance-corrected" if t.dims == 1 else
+           "; Scott's rule, variance-corrected")
         + f"); {n_modes} mode(s); it integrates to {integral:.3f} over "
         + (f"one period {domain[0]:g}–{domain[1]:g}" if circ else "the plotted range")
         + f" — {what}.")

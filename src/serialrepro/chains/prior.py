@@ -18,7 +18,8 @@ data units.
   candidate). Observations in the same bin are left out together, so values recorded at
   a resolution (integer degrees) do not drive h to zero; h is at least two bins.
 * **modes** — local maxima of the density on a fine grid holding at least
-  :data:`MODE_FRACTION` of the highest peak: several modes mean one attractor (an AR(1)
+  :data:`MODE_FRACTION` of the highest peak and (1-D) a prominence of at least
+  :data:`MODE_PROMINENCE` of their height: several modes mean one attractor (an AR(1)
   fit) is a poor model of the chains.
 """
 
@@ -36,6 +37,8 @@ from serialrepro.grid.space import GridSpace
 
 #: a local maximum counts as a mode when it reaches this fraction of the highest one
 MODE_FRACTION = 0.1
+#: ... and (1-D) rises this fraction of its height above its higher bounding valley
+MODE_PROMINENCE = 0.2
 #: grid points per axis of density tables (1-D, 2-D)
 GRID_1D, GRID_2D = 721, 90
 #: bins of the cross-validated 1-D bandwidth and the number of candidate bandwidths
@@ -181,22 +184,32 @@ def density_grid_2d(prior: PriorEstimate, coords: Coordinates, unit_values: np.n
 
 
 def count_modes(density: np.ndarray, circular: bool = False) -> int:
-    """Local maxima of a density on a grid (1-D [G] or 2-D [G, G]) reaching
-    :data:`MODE_FRACTION` of the highest; the circular 1-D grid wraps (its last point
-    repeats the first)."""
+    """Modes of a density on a grid (1-D [G] or 2-D [G, G]): local maxima reaching
+    :data:`MODE_FRACTION` of the highest; in 1-D each must also rise above the higher of
+    its two bounding valleys by :data:`MODE_PROMINENCE` of its height (topographic
+    prominence, ``scipy.signal.peak_prominences``), so a wiggle of a flat top is no mode.
+    The circular 1-D grid wraps (its last point repeats the first)."""
+    from scipy.signal import find_peaks
+
     f = np.asarray(density, dtype=np.float64)
     top = f.max()
     if not top > 0:
         return 0
     if f.ndim == 1:
         if circular:
-            f = f[:-1]
-            left, right = np.roll(f, 1), np.roll(f, -1)
-        else:
-            left = np.r_[-np.inf, f[:-1]]
-            right = np.r_[f[1:], -np.inf]
-        peak = (f > left) & (f >= right) & (f >= MODE_FRACTION * top)
-        return int(peak.sum())
+            g = f[:-1]
+            n = len(g)
+            tiled = np.tile(g, 3)  # peaks of the middle copy see their wrapped neighbours
+            peaks, props = find_peaks(tiled, height=MODE_FRACTION * top, prominence=0)
+            mid = (peaks >= n) & (peaks < 2 * n)
+            peaks, prom = peaks[mid], props["prominences"][mid]
+            if len(peaks) == 0:  # a flat-topped or constant density: one mode
+                return 1
+            return int(max(1, (prom >= MODE_PROMINENCE * tiled[peaks]).sum()))
+        padded = np.r_[0.0, f, 0.0]  # the density falls to 0 beyond the grid
+        peaks, props = find_peaks(padded, height=MODE_FRACTION * top, prominence=0)
+        ok = props["prominences"] >= MODE_PROMINENCE * padded[peaks]
+        return int(max(1, ok.sum()))
     pad = np.pad(f, 1, constant_values=-np.inf)
     core = pad[1:-1, 1:-1]
     nbrs = [pad[1 + dx:pad.shape[0] - 1 + dx, 1 + dy:pad.shape[1] - 1 + dy]
