@@ -161,3 +161,17 @@ def test_circular_coordinates_keep_the_data_range():
     # chords: opposite points are one diameter apart
     e = c.embed(c.to_unit(np.array([[0.0], [180.0]])))
     assert np.linalg.norm(e[0] - e[1]) == pytest.approx(360 / np.pi)
+
+
+def test_no_bootstrap_gives_null_intervals_and_a_verdict(tmp_path):
+    rng = np.random.default_rng(8)
+    x = np.empty((11, 100))
+    x[0] = rng.normal(0, 3, 100)
+    for n in range(10):  # slow AR(1): remembers its start
+        x[n + 1] = 0.95 * x[n] + rng.normal(0, 0.3, 100)
+    a = analyze_chains(_to_table(x, tmp_path), n_boot=0, fit_model=False)
+    dep = a.summary["convergence"]["start_dependence"]
+    assert dep["lower"] is None and dep["upper"] is None
+    assert a.summary["convergence"]["converged"] is False
+    assert "no interval" in a.summary["convergence"]["reasons"][0]
+    json.dumps(a.summary, allow_nan=False)

@@ -233,8 +233,10 @@ def judge_convergence(dependence: pd.DataFrame, agreement: dict | None,
     if dep_ok is False:
         name = {"pearson": "Pearson", "fisher_lee": "Fisher–Lee circular"}.get(
             str(last["statistic"]), str(last["statistic"]))
+        ci = (f", 95 % CI {lo:.2f}–{hi:.2f}" if np.isfinite(lo) and np.isfinite(hi)
+              else ", no interval")
         reasons.append(f"iteration {int(last['iteration'])} still depends on the start "
-                       f"({name} correlation {r:.2f}, 95 % CI {lo:.2f}–{hi:.2f})")
+                       f"({name} correlation {r:.2f}{ci})")
     if agree_ok is False:
         reasons.append(f"chains from different seeds still differ at the last iteration "
                        f"(permutation p = {agreement['p_value']:.3g} over "

@@ -76,7 +76,9 @@ def fig_convergence(conv: pd.DataFrame, model: pd.DataFrame | None = None,
         ax.set_ylabel(f"correlation with iteration 0 ({stat})")
         ax.set_xlabel("iteration")
         ax.set_title("dependence on the start")
-        ax.set_ylim(min(-0.2, float(np.nanmin(dependence["lower"])) - 0.05), 1.05)
+        lows = dependence["lower"].to_numpy(dtype=np.float64)
+        low = float(np.min(lows[np.isfinite(lows)])) if np.isfinite(lows).any() else 0.0
+        ax.set_ylim(min(-0.2, low - 0.05), 1.05)
         ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return png_bytes(fig)
