@@ -341,7 +341,8 @@ def render_report(inp: ReportInputs) -> str:
             is_ext = s.config.section == "extension"
             tag = " (extension)" if is_ext else ""
             parts.append(f"<li><a href='#{_e(s.config.name)}'>{_e(s.config.title)}</a>{tag}: "
-                         f"{_verdict(s.figures.agrees, is_ext)}{_e(s.figures.headline)}</li>")
+                         f"{_verdict(s.figures.agrees, is_ext)}"
+                         f"{_e(s.figures.brief or s.figures.headline)}</li>")
     if inp.fig4 is not None:
         parts.append(_fig4_summary(inp.fig4))
     parts.append("</ul>")
