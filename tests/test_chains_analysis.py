@@ -175,3 +175,19 @@ def test_no_bootstrap_gives_null_intervals_and_a_verdict(tmp_path):
     assert a.summary["convergence"]["converged"] is False
     assert "no interval" in a.summary["convergence"]["reasons"][0]
     json.dumps(a.summary, allow_nan=False)
+
+
+def test_fast_chains_are_converged_and_their_late_density_is_called_the_prior(tmp_path):
+    from serialrepro.chains.outputs import write_analysis
+
+    rng = np.random.default_rng(9)
+    x = np.empty((16, 300))
+    x[0] = rng.uniform(-10, 10, 300)
+    for n in range(15):  # λ = 0.3: the start is forgotten within a few iterations
+        x[n + 1] = 0.3 * x[n] + rng.normal(0, 1, 300)
+    a = analyze_chains(_to_table(x, tmp_path), n_boot=100, fit_model=False)
+    assert a.summary["convergence"]["converged"] is True
+    assert a.summary["late_density"]["name"] == "prior"
+    write_analysis(a, tmp_path / "out")
+    text = (tmp_path / "out" / "report.html").read_text()
+    assert "Stationary prior" in text and "the agents&#x27; prior, since the chains" in text
