@@ -115,12 +115,13 @@ def _verdict(ok: bool | None, extension: bool = False) -> str:
             '<span class="disagree">[disagrees with the paper]</span> ')
 
 
-def _num(v) -> str:
-    """A table number: 6 significant digits, round-off (|v| < ROUND_OFF) as 0, NaN as null."""
+def _num(v, digits: int = 6) -> str:
+    """A table number: ``digits`` significant digits, round-off (|v| < ROUND_OFF) as 0,
+    NaN as null."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "null"
     if isinstance(v, float):
-        return "0" if abs(v) < ROUND_OFF else f"{v:.6g}"
+        return "0" if abs(v) < ROUND_OFF else f"{v:.{digits}g}"
     return str(v)
 
 
@@ -146,19 +147,24 @@ def _constant_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if df[c].astype(str).nunique(dropna=False) == 1]
 
 
-def _table(df: pd.DataFrame, columns=TABLE_COLUMNS, fold: str | None = None) -> str:
+def _table(df: pd.DataFrame, columns=TABLE_COLUMNS, fold: str | None = None,
+           digits: int | None = None) -> str:
     """An HTML table of ``columns``; a column with one value in every row is said once above
     it instead. ``fold``: a summary line; the table goes inside <details> when it has more
-    than FOLD_ROWS rows (or always, with ``fold`` ending in '…')."""
+    than FOLD_ROWS rows (or always, with ``fold`` ending in '…'). ``digits``: significant
+    digits of floats (default 6)."""
     cols = [c for c in columns if c in df.columns]
     df = df[cols]
     const = _constant_columns(df)
     parts = []
-    if const:
-        said = "; ".join(f"<b>{_e(c)}</b> = {_e(_num(df[c].iloc[0]))}" for c in const)
+    # a column empty in every row (no warning anywhere, say) is left out, not announced
+    said = "; ".join(f"<b>{_e(c)}</b> = {_e(_num(df[c].iloc[0]))}" for c in const
+                     if str(df[c].iloc[0]).strip() not in ("", "nan", "None"))
+    if said:
         parts.append(f"<p class='constants'>In every row: {said}.</p>")
+    fmt = _num if digits is None else (lambda v: _num(v, digits))
     body = df.drop(columns=const).to_html(index=False, formatters={
-        c: _num for c in df.columns if c not in const}, na_rep="null", border=0, escape=True)
+        c: fmt for c in df.columns if c not in const}, na_rep="null", border=0, escape=True)
     parts.append(body)
     html_text = "\n".join(parts)
     if fold is not None and (len(df) > FOLD_ROWS or fold.endswith("…")):
@@ -237,7 +243,7 @@ def _fig4_table(t: pd.DataFrame) -> str:
         wide = curves.pivot_table(index="steps", columns="curve", values="fid")
         wide = wide.sort_index(ascending=False).reset_index()
         wide.columns.name = None
-        out.append(_table(wide, columns=list(wide.columns), fold=(
+        out.append(_table(wide, columns=list(wide.columns), digits=4, fold=(
             f"FID by number of sampling steps ({len(wide)} step counts × "
             f"{len(wide.columns) - 1} curves)")))
     cols = [c for c in FIG4_COLUMNS if c in t.columns] + [
