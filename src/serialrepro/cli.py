@@ -4,6 +4,10 @@ Each subsystem registers its commands from its own module (``register(app)``), s
 entry point stays a thin index that imports no torch: ``serialrepro --help`` and every
 ``COMMAND --help`` stay fast.
 
+Every command's values are checked before it runs (:func:`checked_command`, applied to
+every registered command): a float option given ``nan`` or ``inf`` and a ``--seed``
+outside 0..2^63 − 1 are one-line errors, so no command needs its own check for them.
+
 Errors: click (typer's bundled copy or the standalone package, whichever this typer
 uses) runs in standalone mode, so every usage error — unknown option or command, a
 missing or badly typed value, a value given to a flag — is handled by the same click
@@ -14,7 +18,10 @@ that raised it: its usage line, one error line and exit code 2. Every
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
+import math
 import os
 import sys
 
@@ -89,8 +96,61 @@ _COMMAND_MODULES = [
     "serialrepro.chains.cli",
 ]
 
+#: seeds are stored as int64 and fed to ``torch.manual_seed``: 0 ≤ seed ≤ 2^63 − 1
+MAX_SEED = 2**63 - 1
+
+
+def _option_name(param: inspect.Parameter) -> str:
+    """The flag a user typed for ``param`` (``--lr``), or its metavar for an argument."""
+    decls = getattr(param.default, "param_decls", None) or ()
+    flag = next((d for d in decls if d.startswith("--")), None)
+    if flag is not None:
+        return flag
+    return getattr(param.default, "metavar", None) or param.name.upper()
+
+
+def check_values(fn, values: dict) -> None:
+    """Refuse non-finite floats at any option and seeds outside 0..:data:`MAX_SEED`."""
+    params = inspect.signature(fn).parameters
+    for name, value in values.items():
+        param = params.get(name)
+        if param is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserInputError(f"{_option_name(param)} {value!r} is not a finite number")
+        if name == "seed" and isinstance(value, int) and not 0 <= value <= MAX_SEED:
+            raise UserInputError(f"{_option_name(param)} {value} is out of range; seeds lie "
+                                 "in 0..2^63 - 1")
+
+
+def checked_command(fn):
+    """``fn`` with :func:`check_values` run on its arguments first (typer reads the
+    signature of the original through ``__wrapped__``)."""
+    if getattr(fn, "_values_checked", False):
+        return fn
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs)
+        check_values(fn, bound.arguments)
+        return fn(*args, **kwargs)
+
+    run._values_checked = True
+    return run
+
+
+def _check_all_commands(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.callback is not None:
+            info.callback = checked_command(info.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _check_all_commands(group.typer_instance)
+
+
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+_check_all_commands(app)
 
 
 def main(argv: list[str] | None = None) -> None:
