@@ -340,6 +340,8 @@ def test_quick_run_says_where_it_writes_and_time_by_stage(quick_run):
     for name in ("grid cells", "figures", "report", "total"):
         assert name in stage
     assert "Figure 4" not in stage  # skipped: no Figure 4 stage
+    # output holds stdout and stderr: no Python warning reached the terminal
+    assert "Warning:" not in output and "warnings.warn" not in output
     assert (out / "run.log").read_text().count("writing to") == 1
 
 
