@@ -11,7 +11,14 @@ import pandas as pd
 from serialrepro.atomic import write_bytes, write_json, write_table, write_text
 from serialrepro.chains import report as rp
 from serialrepro.chains.analysis import Analysis
-from serialrepro.chains.prior import density_grid_1d, density_grid_2d, iteration_densities
+from serialrepro.chains.coordinates import Coordinates
+from serialrepro.chains.prior import (
+    count_modes,
+    density_grid_1d,
+    density_grid_2d,
+    estimate_prior,
+    iteration_densities,
+)
 from serialrepro.grid.scores import jsd_bits
 
 
@@ -29,29 +36,64 @@ def write_simulation(sim: dict, config: dict, out: Path, fmt: str = "csv") -> di
     states = sim["states"].numpy()  # [I + 1, C, D], unit coordinates
     n_it = states.shape[0] - 1
     its = np.arange(n_it + 1)
+    circular = bool(config.get("circular"))
+    period = float(config["output"]["period"]) if circular else None
     chains_path = write_table(frame, out / f"chains.{fmt}")
     figures: dict[str, bytes] = {}
+    captions: dict[str, str] = {}
     tables: list[tuple[str, pd.DataFrame]] = []
     summary = {"chains_table": chains_path.name, "n_chains": int(states.shape[1]),
                "n_iterations": int(n_it), "dims": int(states.shape[2]),
                "seconds": round(sim["seconds"], 4), "value_cols": names}
+    space = sim["space"]
+    d = states.shape[2]
+    m = sim["marginals"]
+    prior = agent.prior.on_grid(space) if m is not None else None
+    if m is not None and d == 1:
+        n_modes = count_modes(prior.numpy().reshape(-1), circular=False)
+    elif d == 1:
+        late = states[-max(1, n_it // 5):, :, 0].reshape(-1, 1)
+        n_modes = count_modes(estimate_prior(late, circular).density(
+            np.linspace(-0.5, 0.5, 721)[:, None]), circular=circular)
+    else:
+        n_modes = 1
     values = frame.pivot(index="chain", columns="iteration", values=names[0]).to_numpy()
-    if states.shape[2] == 1:
+    if d == 1:
+        domain = (-period / 2, period / 2) if circular else None
+        unimodal = n_modes <= 1 and not circular
         figures["trajectories"] = rp.fig_trajectories(its, [("simulated chains", values)],
-                                                      names[0])
+                                                      names[0], period=period, domain=domain,
+                                                      band=unimodal)
+        captions["trajectories"] = (
+            f"Up to 40 of the {summary['n_chains']} chains over {n_it} iterations"
+            + ("; red: median and 10–90 % of all chains" if unimodal else
+               f"; no quantile band: the prior has {n_modes} modes" if n_modes > 1 else "")
+            + (", lines broken where a chain wraps" if circular else "") + ".")
+        coords = Coordinates(np.zeros(1), period if circular else 1.0, circular,
+                             -period / 2 if circular else 0.0)
+        edges, dens = iteration_densities(np.transpose(states, (1, 0, 2)), coords,
+                                          36 if circular else 30)
+        figures["iteration_density"] = rp.fig_iteration_density(
+            its, edges, [("simulated chains", dens)], names[0])
+        captions["iteration_density"] = (
+            f"Density of the {summary['n_chains']} chains' values at each iteration "
+            f"(histogram, {len(edges) - 1} bins, each column integrating to 1).")
     else:
         figures["start_end"] = rp.fig_scatter_2d(
             [("iteration 0", states[0]), (f"iteration {n_it}", states[-1])],
             (names[0], names[1]))
-    space = sim["space"]
-    if sim["marginals"] is not None:
-        m = sim["marginals"]
-        prior = agent.prior.on_grid(space)
-        d = space.dims
+        captions["start_end"] = (f"The {summary['n_chains']} chains at iteration 0 and at "
+                                 f"iteration {n_it}.")
+    if m is not None:
         jsd = jsd_bits(m, prior.expand_as(m), ndim=d).numpy()
+        jsd = np.where(np.abs(jsd) < 1e-12, 0.0, jsd)  # round-off below 0 is 0
         conv = pd.DataFrame({"iteration": its, "jsd_to_prior_bits": jsd})
         tables.append(("exact JSD of the population distribution to the prior", conv))
         summary["exact_final_jsd_to_prior_bits"] = float(jsd[-1])
+        figures["exact_jsd"] = rp.fig_exact_jsd(its, jsd)
+        captions["exact_jsd"] = (f"Exact JSD of the population distribution to the prior, "
+                                 f"{jsd[0]:.3g} bits at iteration 0 and {jsd[-1]:.3g} bits at "
+                                 f"iteration {n_it} (log scale).")
         pts = space.points().numpy()
         long = pd.DataFrame({
             "iteration": np.repeat(its, space.size),
@@ -65,6 +107,9 @@ def write_simulation(sim: dict, config: dict, out: Path, fmt: str = "csv") -> di
                 states[-1, :, 0], x, m[-1].numpy() / h, names[0],
                 extra=[(x, prior.numpy() / h, "prior")],
                 title=f"iteration {n_it}", labels=("sampled chains", "exact marginal"))
+            captions["exact_marginals"] = (
+                f"The sampled chains at iteration {n_it} (histogram), the exact marginal "
+                f"and the prior (densities per unit, JSD {jsd[-1]:.3g} bits).")
     cf = sim["closed_form"]
     if cf is not None:
         x0 = states[0, :, 0]
@@ -73,6 +118,10 @@ def write_simulation(sim: dict, config: dict, out: Path, fmt: str = "csv") -> di
         ref_var = cf.var(its, float(x0.var(ddof=1)))
         figures["closed_form"] = rp.fig_moments(its, sim_mean, sim_var, ref_mean, ref_var,
                                                 "AR(1) closed form")
+        captions["closed_form"] = (
+            f"Mean and variance of the {summary['n_chains']} chains per iteration against "
+            f"the AR(1) closed form (slope {cf.slope:.3f}); at iteration {n_it} the variance "
+            f"is {sim_var[-1]:.4g} against {ref_var[-1]:.4g}.")
         tables.append(("moments per iteration against the AR(1) closed form", pd.DataFrame({
             "iteration": its, "mean": sim_mean, "mean_closed_form": ref_mean,
             "variance": sim_var, "variance_closed_form": ref_var})))
@@ -80,16 +129,18 @@ def write_simulation(sim: dict, config: dict, out: Path, fmt: str = "csv") -> di
     _save_figures(out, figures)
     write_json(out / "summary.json", summary)
     write_json(out / "config.resolved.json", config)
+    rows = [("chains × iterations", f"{summary['n_chains']} × {n_it}"),
+            ("agent", f"{agent.family.name}, σ = {agent.sigma:g}, rule {agent.rule}, "
+                      f"production noise {agent.production_sigma:g}"),
+            ("mode", str(config["mode"]) + (" (circular)" if circular else "")),
+            ("time", f"{sim['seconds']:.2f} s"), ("table", summary["chains_table"])]
+    if "exact_final_jsd_to_prior_bits" in summary:
+        rows.append((f"exact JSD to the prior at iteration {n_it}",
+                     f"{summary['exact_final_jsd_to_prior_bits']:.3g} bits"))
     sections = [
-        rp.Section("Run", paragraphs=[
-            f"{summary['n_chains']} chains × {n_it} iterations of a "
-            f"{agent.family.name} agent (σ = {agent.sigma:g}, rule {agent.rule}, production "
-            f"noise {agent.production_sigma:g}) in {config['mode']} mode; "
-            f"{sim['seconds']:.2f} s."],
-            tables=[("summary", pd.DataFrame([{k: v for k, v in summary.items()
-                                               if not isinstance(v, dict | list)}]))]),
-        rp.Section("Figures", figures=[(k.replace("_", " "), v) for k, v in figures.items()],
-                   tables=tables),
+        rp.Section("Run", html=rp.key_value_table(rows)),
+        rp.Section("Figures", figures=[(captions[k], v) for k, v in figures.items()],
+                   folded=tables),
         rp.Section("Resolved config", preformatted=_json(config)),
     ]
     write_text(out / "report.html", rp.html_report("serialrepro · simulated chains", sections))

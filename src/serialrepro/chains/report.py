@@ -161,6 +161,7 @@ def fig_trajectories(iterations: np.ndarray, panels: list[tuple[str, np.ndarray]
             ax.fill_between(iterations, q[0], q[2], color="C3", alpha=0.15, label="10–90 %")
         ax.set_title(title)
         ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         if domain is not None:
             ax.set_ylim(*domain)
     axes[0, 0].set_ylabel(ylabel)
@@ -312,6 +313,19 @@ def fig_profile(sigma: np.ndarray, loglik: np.ndarray, estimate: float,
     ax.set_xlabel(f"σ ({unit}, log scale)")
     ax.set_ylabel("log-likelihood of transitions")
     ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def fig_exact_jsd(iterations: np.ndarray, jsd: np.ndarray) -> bytes:
+    """Exact JSD (bits) of the population distribution to the prior per iteration."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    pos = jsd > 0
+    ax.semilogy(np.asarray(iterations)[pos], np.asarray(jsd)[pos], "o-", ms=3)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("JSD to the prior (bits)")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     fig.tight_layout()
     return png_bytes(fig)
 
