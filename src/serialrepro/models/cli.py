@@ -7,7 +7,7 @@ fast. The lists of choices in the help texts are checked against the registries 
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 import typer
@@ -64,11 +64,12 @@ def train_cmd(
                                   help="show a progress bar"),
 ) -> None:
     """Train (or resume) a denoiser; also writes its loss curve (loss.csv, loss.png)."""
+    from serialrepro.atomic import check_output_folder
     from serialrepro.data import DATASETS
     from serialrepro.devices import resolve_device
     from serialrepro.errors import unknown_name
     from serialrepro.models.previews import LOSS_PNG
-    from serialrepro.models.training import TrainConfig, train
+    from serialrepro.models.training import TrainConfig, check_train_cost, train
 
     if dataset not in DATASETS:
         raise unknown_name("data set", dataset, DATASETS)
@@ -76,6 +77,10 @@ def train_cmd(
                         ("checkpoint interval", checkpoint_every)):
         if value < 1:
             raise UserInputError(f"{name} {value} must be at least 1")
+    if not (math.isfinite(lr) and lr > 0):
+        raise UserInputError(f"--lr {lr!r} is invalid; the learning rate must be a finite "
+                             "number > 0 (e.g. 1e-3)")
+    check_output_folder(run_dir, "run directory")
     opts = {}
     if width is not None:
         opts = {"base" if denoiser == "unet" or (denoiser == "auto" and dataset in (
@@ -84,7 +89,8 @@ def train_cmd(
                       prediction_type=None if prediction_type == "auto" else prediction_type,
                       denoiser=denoiser, denoiser_options=opts, steps=steps,
                       batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                      data_dir=None if data_dir is None else str(data_dir))
+                      data_dir=None if data_dir is None else str(data_dir)).check("options")
+    check_train_cost(cfg)
     result = train(cfg, run_dir, device=resolve_device(device), progress=progress)
     tail = result.losses[-min(100, len(result.losses)):]
     typer.echo(f"trained {result.step} steps; mean loss of the last {len(tail)}:"
@@ -115,18 +121,34 @@ def sample_cmd(
 ) -> None:
     """Draw samples from a trained model; save them as .npz with a preview .png beside."""
     from serialrepro import atomic
+    from serialrepro.budget import check_memory
     from serialrepro.devices import resolve_device
+    from serialrepro.loaders import check_samples
+    from serialrepro.models.diffusion import check_eta
     from serialrepro.models.previews import preview_path, write_sample_preview
     from serialrepro.models.schedules import check_respacing
-    from serialrepro.models.training import load_trained, resolve_sampler, sample_from
+    from serialrepro.models.training import (
+        _data_shape,
+        load_run_config,
+        load_trained,
+        resolve_sampler,
+        sample_from,
+    )
 
     check_respacing(respace)
+    check_eta(eta)
     if out.suffix != ".npz":
         raise UserInputError(f"output file {str(out)!r} must end in .npz")
-    if not out.parent.exists():
-        raise UserInputError(f"the folder {str(out.parent)!r} does not exist")
+    atomic.check_output_file(out, "samples file")
+    atomic.check_output_file(preview_path(out), "preview file")
     if n < 1:
         raise UserInputError(f"number of samples {n} must be at least 1")
+    if stride < 1:
+        raise UserInputError(f"--stride {stride} must be at least 1")
+    shape = _data_shape(load_run_config(run_dir))
+    # the samples are held twice (the batches and their concatenation) as float32, and
+    # once more as the preview's float64 copy
+    check_memory(f"--n {n} samples of shape {shape}", n * math.prod(shape) * 16, "lower --n")
     trained = load_trained(run_dir, resolve_device(device))
     key = resolve_sampler(sampler, trained.process.family.variance_preserving)
     if eta and key != "ddim":
@@ -134,6 +156,7 @@ def sample_cmd(
     kwargs = {"eta": eta} if key == "ddim" else {}
     x = sample_from(trained, n, sampler=key, stride=stride, seed=seed,
                     per_sample_seeds=per_sample_seeds, respace=respace, **kwargs)
+    check_samples(x.numpy(), "the samples drawn")  # never write NaN samples
     atomic.write_npz(out, {"samples": x.numpy()})
     cfg = trained.config
     steps = len(trained.process.respace(stride, respace).timesteps)
@@ -174,23 +197,21 @@ def evaluate_cmd(
     split) of the same size against the same held-out points: what a perfect model would
     get. Distances for 2-D data, FID/KID for images.
     """
-    import numpy as np
     import torch
 
+    from serialrepro.atomic import check_output_folder, dumps_strict
     from serialrepro.data import load_dataset
     from serialrepro.devices import resolve_device
-    from serialrepro.models.training import CONFIG_FILE, TrainConfig
+    from serialrepro.loaders import load_samples
+    from serialrepro.models.training import CONFIG_FILE, load_run_config
 
-    if not samples.is_file():
-        raise UserInputError(f"samples file {str(samples)!r} does not exist")
-    cfg_path = run_dir / CONFIG_FILE
-    if not cfg_path.is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise UserInputError(f"{run_dir} is not a trained run: {CONFIG_FILE} is missing")
-    cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-    with np.load(samples, allow_pickle=False) as f:
-        if "samples" not in f:
-            raise UserInputError(f"{samples} has no 'samples' array")
-        x = torch.from_numpy(f["samples"]).float()
+    cfg = load_run_config(run_dir)
+    x = torch.from_numpy(load_samples(samples)).float()
+    if not bool(torch.isfinite(x).all()):  # float64 values beyond float32's range
+        raise UserInputError(f"samples file {str(samples)!r} holds values beyond float32's "
+                             "range")
     n = int(x.shape[0])
     data = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir,
                         n_train=max(cfg.n_train, n), n_test=max(1000, n))
@@ -206,6 +227,7 @@ def evaluate_cmd(
     if data.is_image:
         from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
 
+        check_output_folder(run_dir, "run directory (for its classifier.pt)")
         dev = resolve_device(device)
         clf = cached_classifier(run_dir, data.train, data.train_labels, seed=cfg.seed, device=dev)
         evaluator = FIDEvaluator(clf, ref, seed=seed, n_real_available=int(ref.shape[0]))
@@ -222,7 +244,7 @@ def evaluate_cmd(
         out.update(scores)
     out["real_vs_real"] = reference
     if as_json:
-        typer.echo(json.dumps(out))
+        typer.echo(dumps_strict(out, nonfinite="null"))
         return
     typer.echo(f"{cfg.dataset}: {n} samples from {samples} against {out['n_reference']} "
                f"held-out points; real vs real: {out['n_real_reference']} training points "
@@ -251,10 +273,12 @@ def fig4_cmd(
                                   help="show a progress bar"),
 ) -> None:
     """The paper's Figure 4: FID against the number of sampling steps (strides 1..20)."""
+    from serialrepro.atomic import check_output_folder
     from serialrepro.devices import resolve_device
     from serialrepro.models.fig4 import get_preset, run_fig4
 
     get_preset(preset)
+    check_output_folder(out, "fig4 output folder")
     res = run_fig4(out, preset=preset, seed=seed, progress=progress, data_dir=data_dir,
                    device=resolve_device(device))
     cols = ["dataset", "family", "sampler", "steps", "fid", "kid", "n_samples"]

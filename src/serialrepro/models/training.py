@@ -7,19 +7,29 @@ atomically (:mod:`serialrepro.atomic`) and read with ``torch.load(weights_only=T
 Everything random in training (model initialisation, batches, timesteps, noise) comes from
 ``seed``, and the generator state is checkpointed, so a run killed and resumed produces
 the same losses, step for step, as an uninterrupted one.
+
+Run directories are untrusted input: ``config.json`` is read with
+:func:`serialrepro.loaders.load_json` and validated (:meth:`TrainConfig.check`), the
+checkpoint with :func:`serialrepro.loaders.load_checkpoint` and checked against the model
+it is loaded into, so a bad file is one line naming it. Training stops at the first
+non-finite loss or gradient (:class:`NonFiniteTraining`, naming the step) before the
+optimiser applies it; no checkpoint of a non-finite model is ever written, so the last
+good checkpoint stays in place.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from serialrepro import atomic
+from serialrepro import atomic, loaders
+from serialrepro.budget import check_memory
 from serialrepro.data import Dataset, load_dataset
 from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError
@@ -54,13 +64,50 @@ class TrainConfig:
     data_dir: str | None = None
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
+    def from_dict(cls, d: dict, source: str = "training config") -> TrainConfig:
+        if not isinstance(d, dict):
+            raise UserInputError(f"{source} must be a mapping of option names to values")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise UserInputError(f"unknown training option(s) {', '.join(unknown)}; valid:"
-                                 f" {', '.join(sorted(known))}")
-        return cls(**d)
+            raise UserInputError(f"{source}: unknown training option(s) "
+                                 f"{', '.join(unknown)[:200]}; valid: {', '.join(sorted(known))}")
+        return cls(**d).check(source)
+
+    def check(self, source: str = "training config") -> TrainConfig:
+        """Refuse values of the wrong type or out of range (one line naming the option)."""
+        def bad(name: str, want: str):
+            value = getattr(self, name)
+            text = repr(value)
+            return UserInputError(f"{source}: {name} {text[:60]} is invalid; it must be {want}")
+
+        for name in ("dataset", "family", "schedule", "denoiser"):
+            if not isinstance(getattr(self, name), str):
+                raise bad(name, "a name")
+        for name in ("prediction_type", "data_dir"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise bad(name, "a name or null")
+        if not isinstance(self.denoiser_options, dict) or not all(
+                isinstance(k, str) and isinstance(v, int | float | list) and not
+                isinstance(v, bool) for k, v in self.denoiser_options.items()):
+            raise bad("denoiser_options", "a mapping of size options to numbers")
+        for name in ("num_timesteps", "steps", "batch_size", "checkpoint_every", "n_train"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad(name, "an integer ≥ 1")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or \
+                not 0 <= self.seed <= 2**63 - 1:
+            raise bad("seed", "an integer in 0..2^63 - 1")
+        for name in ("lr", "ema_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or \
+                    not math.isfinite(value):
+                raise bad(name, "a finite number")
+        if not self.lr > 0:
+            raise bad("lr", "a finite number > 0 (the Adam learning rate, e.g. 1e-3)")
+        if not 0 <= self.ema_decay < 1:
+            raise bad("ema_decay", "a number in [0, 1)")
+        return self
 
     def resolved_denoiser(self, is_image: bool) -> str:
         return self.denoiser if self.denoiser != "auto" else ("unet" if is_image else "mlp")
@@ -100,8 +147,75 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
         pe.lerp_(p, 1 - d)
 
 
-def _load_checkpoint(path: Path, device: torch.device) -> dict:
-    return torch.load(path, map_location=device, weights_only=True)
+class NonFiniteTraining(UserInputError):  # noqa: N818 (a user-facing refusal, exit 2)
+    """Training produced a non-finite loss, gradient or weight; nothing was saved."""
+
+
+#: what every checkpoint of :func:`train` holds
+CHECKPOINT_KEYS = ("model", "ema", "optimizer", "rng", "step", "losses", "family")
+
+
+def _load_checkpoint(path: Path, device: torch.device, keys=CHECKPOINT_KEYS) -> dict:
+    """A training checkpoint: :func:`serialrepro.loaders.load_checkpoint` (plain tensors
+    only, finite) holding a mapping with ``keys``."""
+    ck = loaders.load_checkpoint(path, map_location=device)
+    missing = [k for k in keys if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise UserInputError(f"checkpoint {str(path)!r} is not a training checkpoint of "
+                             f"serialrepro: it lacks {', '.join(missing)}")
+    return ck
+
+
+def _restore(what: str, path: Path, fn, *args) -> None:
+    """``fn(*args)`` (a ``load_state_dict`` and the like); a mismatch is one line."""
+    try:
+        fn(*args)
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserInputError(f"checkpoint {str(path)!r}: its {what} does not fit this run "
+                             f"({first})") from None
+
+
+def train_step_bytes(config: TrainConfig, data_shape: tuple[int, ...], is_image: bool) -> int:
+    """Memory of one training step (a bound, by arithmetic): per example, the batch, its
+    noise, x_t and target (4 × the data size), plus the network's activations and their
+    gradients; 4 bytes each (float32). An MLP keeps about 16 values per hidden unit and
+    layer, a UNet about 24 per pixel and channel of its widest level."""
+    numel = math.prod(data_shape)
+    opts = config.denoiser_options
+    if config.resolved_denoiser(is_image) == "unet":
+        mults = opts.get("channel_mults", (1, 2))
+        widest = max(mults) if isinstance(mults, list | tuple) and mults else 2
+        acts = 24 * int(opts.get("base", 32)) * int(widest) * math.prod(data_shape[1:])
+    else:
+        acts = 16 * int(opts.get("hidden", 128)) * (int(opts.get("depth", 3)) + 2)
+    return config.batch_size * (4 * numel + acts) * 4
+
+
+def check_train_cost(config: TrainConfig) -> int:
+    """Refuse a batch whose training step would not fit in memory, before any data is
+    loaded (:func:`serialrepro.budget.check_memory`)."""
+    check_schedule_cost(config)
+    shape = _data_shape(config)
+    return check_memory(f"--batch-size {config.batch_size} ({config.dataset}, "
+                        f"{config.resolved_denoiser(len(shape) == 3)})",
+                        train_step_bytes(config, shape, len(shape) == 3), "lower --batch-size")
+
+
+def check_schedule_cost(config: TrainConfig) -> int:
+    """Refuse a number of timesteps whose schedule tables would not fit in memory (the
+    process and each respacing hold about 16 float64 tables of T values)."""
+    return check_memory(f"--timesteps {config.num_timesteps}", config.num_timesteps * 16 * 8,
+                        "lower --timesteps")
+
+
+def _grads_finite(params: list[nn.Parameter]) -> bool:
+    sums = [p.grad.sum() for p in params if p.grad is not None]
+    return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
+
+
+def _weights_finite(*modules: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
 
 
 def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str | None = None,
@@ -109,15 +223,18 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     """Train (or resume) the model of ``config`` in ``run_dir`` up to ``config.steps`` steps."""
     run_dir = Path(run_dir)
     device = resolve_device(device)
-    # Build everything the config names first: a bad name or missing data fails before
-    # anything is written.
+    # Check and build everything the config names first: a bad value, name, path or
+    # size, or missing data, fails before anything is written.
+    config.check()
+    atomic.check_output_folder(run_dir, "run directory")
     if data is None:
+        check_train_cost(config)
         data = load_dataset(config.dataset, seed=config.seed, n_train=config.n_train,
                             data_dir=config.data_dir)
     model, process = build(config, data, device)
     saved = run_dir / CONFIG_FILE
     if saved.exists():
-        old = json.loads(saved.read_text())
+        old = loaders.load_json(saved, "run config")
         mine = json.loads(json.dumps(asdict(config)))  # tuples become lists, as saved
         diff = [k for k in mine if k != "steps" and old.get(k) != mine[k]]
         if diff:
@@ -127,20 +244,38 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     x_train = data.train.to(device)
     process.family.fit(data.train)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=config.lr)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     step, losses = 0, []
     ckpt_path = run_dir / CHECKPOINT_FILE
     if ckpt_path.exists():
         ck = _load_checkpoint(ckpt_path, device)
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        gen.set_state(ck["rng"].cpu())
-        process.family.load_state_dict(ck["family"])
+        source = f"checkpoint {str(ckpt_path)!r}"
+        model.load_state_dict(loaders.check_state_dict(ck["model"], model, source))
+        ema.load_state_dict(loaders.check_state_dict(ck["ema"], ema, source))
+        _restore("optimizer state", ckpt_path, opt.load_state_dict, ck["optimizer"])
+        _restore("generator state", ckpt_path, lambda r: gen.set_state(r.cpu()), ck["rng"])
+        _restore("noise family state", ckpt_path, process.family.load_state_dict, ck["family"])
+        _restore("step and losses", ckpt_path, lambda: (int(ck["step"]), ck["losses"].tolist()))
         step, losses = int(ck["step"]), ck["losses"].tolist()
+        if not 0 <= step == len(losses):
+            raise UserInputError(f"{source} is inconsistent: step {step} with "
+                                 f"{len(losses)} losses")
+
+    def stop(why: str) -> NonFiniteTraining:
+        kept = (f"the last good checkpoint ({str(ckpt_path)!r}, step {saved_step}) is kept"
+                if saved_step is not None else "no checkpoint was written")
+        return NonFiniteTraining(f"training stopped at step {step + 1}: {why}; {kept}; "
+                                 "lower --lr or check the data")
+
+    saved_step = step if ckpt_path.exists() else None
 
     def save() -> None:
+        nonlocal saved_step
+        if not _weights_finite(model, ema):
+            raise stop("the weights are no longer finite")
+        saved_step = step
         atomic.torch_save({
             "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
             "rng": gen.get_state(), "step": step,
@@ -157,8 +292,12 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
             idx = torch.randint(x_train.shape[0], (config.batch_size,), generator=gen,
                                 device=device)
             loss = diffusion_loss(model, process, x_train[idx], gen)
+            if not bool(torch.isfinite(loss)):
+                raise stop(f"the loss is {loss.item()!r}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if not _grads_finite(params):
+                raise stop("a gradient is not finite")
             opt.step()
             _ema_update(ema, model, config.ema_decay, step)
             step += 1
@@ -184,18 +323,28 @@ def load_trained(run_dir: str | Path, device: torch.device | str | None = None) 
         raise UserInputError(f"{run_dir} is not a trained run: it needs {CONFIG_FILE} and"
                              f" {CHECKPOINT_FILE} (run `serialrepro train` first)")
     device = resolve_device(device)
-    config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    config = load_run_config(run_dir)
     ck = _load_checkpoint(ckpt_path, device)
     shape = _data_shape(config)
     is_image = len(shape) == 3
     family = make_family(config.family)
-    family.load_state_dict(ck["family"])
+    _restore("noise family state", ckpt_path, family.load_state_dict, ck["family"])
     process = Diffusion(family, make_schedule(config.schedule, config.num_timesteps),
                         config.prediction_type, 1.0 if is_image else None)
     model = make_denoiser(config.resolved_denoiser(is_image), shape, **config.denoiser_options)
-    model.load_state_dict(ck["ema"])
+    model.load_state_dict(loaders.check_state_dict(ck["ema"], model,
+                                                   f"checkpoint {str(ckpt_path)!r}"))
     model.to(device).eval().requires_grad_(False)
     return TrainedModel(config, model, process, shape, int(ck["step"]), ck["losses"].tolist())
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The validated :class:`TrainConfig` of a run directory (one line if it is bad)."""
+    path = Path(run_dir) / CONFIG_FILE
+    config = TrainConfig.from_dict(loaders.load_json(path, "run config"),
+                                   f"run config {str(path)!r}")
+    check_schedule_cost(config)
+    return config
 
 
 def _data_shape(config: TrainConfig) -> tuple[int, ...]:
