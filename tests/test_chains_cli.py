@@ -65,7 +65,10 @@ def test_simulate_then_analyze_round_trip(app, tmp_path):
     assert list(table.columns) == ["chain", "iteration", "position"]
     assert len(table) == 200 * 11
     assert json.loads((sim / "summary.json").read_text())["exact_final_jsd_to_prior_bits"] < 0.01
-    _no_urls(sim / "report.html")
+    sim_text = _no_urls(sim / "report.html")
+    # a bimodal prior: no median band through the gap; the JSD is a plot, its table folded
+    assert "no quantile band: the prior has 2 modes" in sim_text
+    assert "<details><summary>exact JSD" in sim_text
 
     res = _invoke(app, ["chains", "analyze", sim / "chains.csv", "--value-cols", "position",
                         "--bootstrap", "20", "--out", tmp_path / "an"])
