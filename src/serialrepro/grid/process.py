@@ -352,9 +352,9 @@ INFO_MAX_POINTS = 4096
 KEEP_CHOICES = "auto, none, final, every:K (K ≥ 1), all"
 #: ``keep="auto"`` returns every step while both trajectories fit in this many bytes
 KEEP_ALL_BYTES = 256 << 20
-#: work arrays of one step, in grid levels (spectra of the inputs, the step's inverse,
-#: logs, the stationarity vector, FFT scratch): the constant of the memory model
-WORK_LEVELS = 12
+#: work arrays, in grid levels (the reverse workspace of 8, 3 log slots, the step's
+#: inverse, FFT transforms and their internal copies): the constant of the memory model
+WORK_LEVELS = 16
 
 
 def parse_keep(keep: str, T: int, space: GridSpace | None = None,
@@ -455,23 +455,30 @@ def _run(data: Tensor, kernels: KernelSchedule, start: Tensor, renoise: bool,
     q = _Levels(T + 1, data, tracking)
     prev = q.set(0, data)
     log_prev = None
+    # outside autograd the logs and their difference live in three rotating slots
+    logs = None if tracking else _Levels(3, data, False)
     kls: list[Tensor] = []
     cond_entropy: list[Tensor | None] = []
     mutual_info: list[Tensor | None] = []
     for t in range(1, T + 1):
         k = kernels[t - 1]
         cur = q.set(t, _clamped(k.apply(prev, out=q.slot(t))))
-        log_cur = torch.log2(cur + scores.EPS) if (T >= 2 or info) else None
+        if logs is None:
+            log_cur = torch.log2(cur + scores.EPS) if (T >= 2 or info) else None
+        else:
+            log_cur = torch.add(cur, scores.EPS, out=logs.slot(t % 2)).log2_()
         if t >= 2:
             # Σ q_{t−1}(log q_{t−1} − log q_t): the log difference first (no cancellation
             # between two large cross-entropies)
-            kls.append(scores.dot_grid(prev, log_prev - log_cur))
+            diff = (log_prev - log_cur if logs is None
+                    else torch.sub(log_prev, log_cur, out=logs.slot(2)))
+            kls.append(scores.dot_grid(prev, diff))
         if info:
             ch = _channel_information(k, prev, cur, log_cur, nd)
             cond_entropy.append(None if ch is None else ch[0])
             mutual_info.append(None if ch is None else ch[1])
         prev, log_prev = cur, log_cur
-    del log_prev, log_cur
+    del log_prev, log_cur, logs
 
     rev = _Levels(T + 1, start, tracking) if keep_all else None
     kept: dict[int, Tensor] = {}
