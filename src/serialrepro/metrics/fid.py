@@ -115,11 +115,18 @@ def accuracy(net: FeatureClassifier, x: Tensor, y: Tensor) -> float:
 def cached_classifier(run_dir: str | Path, x: Tensor, y: Tensor, seed: int = 0,
                       device: torch.device | str = "cpu", **kwargs) -> FeatureClassifier:
     """Load ``run_dir/classifier.pt`` or train the classifier and save it there atomically."""
+    from serialrepro.loaders import check_state_dict, load_checkpoint
+
     path = Path(run_dir) / CLASSIFIER_FILE
     if path.exists():
-        state = torch.load(path, map_location=device, weights_only=True)
-        net = FeatureClassifier(int(state["in_channels"]), int(state["num_classes"]))
-        net.load_state_dict(state["weights"])
+        state = load_checkpoint(path, map_location=device, what="classifier")
+        source = f"classifier {str(path)!r}"
+        try:
+            net = FeatureClassifier(int(state["in_channels"]), int(state["num_classes"]))
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise UserInputError(f"{source} is not a feature classifier of serialrepro "
+                                 f"(delete it to retrain)") from None
+        net.load_state_dict(check_state_dict(state.get("weights"), net, source))
         return net.to(device).eval()
     net = train_classifier(x, y, seed=seed, device=device, **kwargs)
     atomic.torch_save({"weights": net.state_dict(), "in_channels": x.shape[1],
@@ -145,8 +152,11 @@ class FIDEvaluator:
                  n_real_available: int | None = None) -> None:
         from torchmetrics.image.fid import FrechetInceptionDistance
 
+        from serialrepro.metrics.sample import check_finite
+
         if real.shape[0] < 2:
             raise UserInputError("FID needs at least 2 real images")
+        check_finite(real, "the real images")
         self.device = next(classifier.parameters()).device
         feat = FeatureExtractor(classifier)
         self.n_real = int(real.shape[0])
@@ -170,9 +180,12 @@ class FIDEvaluator:
     def __call__(self, fake: Tensor) -> FIDResult:
         from torchmetrics.image.kid import KernelInceptionDistance
 
+        from serialrepro.metrics.sample import check_finite
+
         n_fake = int(fake.shape[0])
         if n_fake < 2:
             raise UserInputError("FID needs at least 2 generated images")
+        check_finite(fake, "the generated images")
         self.fid.reset()
         self._update(self.fid, fake, real=False)
         fid = float(self.fid.compute())
