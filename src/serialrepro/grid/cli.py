@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,6 +10,20 @@ import typer
 from serialrepro.errors import UserInputError
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def sigma_count(spec: str) -> int:
+    """The number of levels T that ``--sigmas`` asks for, without building them (so a
+    huge T is refused by the cost check before a list of T floats exists); 0 when the
+    spec is malformed (:func:`parse_sigmas` then says why)."""
+    text = str(spec).strip()
+    if ":" in text:
+        parts = text.split(":")
+        try:
+            return int(parts[2]) if len(parts) == 3 else 0
+        except ValueError:
+            return 0
+    return sum(1 for v in text.split(",") if v.strip())
 
 
 def parse_sigmas(spec: str) -> list[float]:
@@ -29,6 +42,8 @@ def parse_sigmas(spec: str) -> list[float]:
         except ValueError:
             raise UserInputError(
                 f"--sigmas {spec!r} is invalid; A and B must be numbers and T an integer") from None
+        if not (math.isfinite(a) and math.isfinite(b)):
+            raise UserInputError(f"--sigmas {spec!r}: A and B must be finite numbers")
         if T < 1:
             raise UserInputError(f"--sigmas {spec!r}: the number of steps T={T} must be ≥ 1")
         from serialrepro.experiments.schedules import schedule_shape
@@ -55,6 +70,9 @@ def check_output_path(path: Path, suffixes=FIGURE_SUFFIXES) -> Path:
             f"use one of {', '.join(suffixes)}")
     if path.is_dir():
         raise UserInputError(f"output path {str(path)!r} is a directory, not a file")
+    from serialrepro.atomic import check_output_file
+
+    check_output_file(path, "figure file")
     if not path.parent.exists():
         raise UserInputError(f"the folder {str(path.parent)!r} for {str(path)!r} does not exist")
     return path
@@ -99,23 +117,34 @@ def simulate_command(
                              "and T), every:K, all; --figure needs all or auto"),
 ) -> None:
     """Run the exact optimal-diffusion simulation of the paper and print its scores."""
+    from serialrepro.atomic import dumps_strict
+    from serialrepro.budget import check_memory
     from serialrepro.devices import resolve_device
+    from serialrepro.experiments.config import check_representable
     from serialrepro.families import get_family
     from serialrepro.grid.kernels import resolve_backend
     from serialrepro.grid.priors import make_prior
-    from serialrepro.grid.process import check_keep, get_sampler, simulate
+    from serialrepro.grid.process import check_keep, get_sampler, simulate, simulation_bytes
     from serialrepro.grid.space import parse_grid
 
-    # Validate everything before any work.
+    # Validate everything, and check the cost by arithmetic, before any work: the levels
+    # and the prior are built only once the whole simulation is known to fit.
     step = STEP_ALIASES.get(step, step)
-    levels = parse_sigmas(sigmas)
     family = get_family(noise)
     get_sampler(step)
     space = parse_grid(grid, dims)
-    resolve_backend(space, backend)
+    used_backend = resolve_backend(space, backend)
     keep = check_keep(keep, figure is not None)
     if figure is not None:
         check_output_path(figure)
+    T = sigma_count(sigmas)
+    if T >= 1:
+        check_memory(f"simulate on {space.label} ({space.size} points) with T={T} levels "
+                     f"({used_backend} backend, --keep {keep})",
+                     simulation_bytes(space, T, keep, backend) + 64 * T,
+                     "use a coarser grid (larger paper:H, smaller torus:N), fewer levels in "
+                     "--sigmas or --keep final")
+    levels = check_representable(family, parse_sigmas(sigmas))
     dev = resolve_device(device)
     data = make_prior(prior, space).to(dev)
     result = simulate(data, family, levels, space, step=step, backend=backend, keep=keep)
@@ -127,7 +156,7 @@ def simulate_command(
         plot_process(result, figure)
         out["figure"] = str(figure)
     if as_json:
-        typer.echo(json.dumps(out))
+        typer.echo(dumps_strict(out, nonfinite="null"))
         return
     from rich.console import Console
     from rich.table import Table
