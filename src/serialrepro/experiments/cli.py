@@ -12,6 +12,22 @@ _WORKERS_HELP = "run cells on a local process pool of N worker processes"
 _SCHEDULER_HELP = "run cells on an existing Dask cluster, e.g. tcp://HOST:PORT"
 
 
+def _check_run_options(out_dir: Path, workers: int, scheduler: str | None) -> int:
+    """The output folder checked (:func:`serialrepro.atomic.check_output_folder`) and
+    ``--workers`` capped at the usable CPUs (:func:`serialrepro.budget.cap_workers`, with
+    a message), before any config is expanded or any file written."""
+    from serialrepro.atomic import check_output_folder
+    from serialrepro.budget import cap_workers
+
+    check_output_folder(out_dir, "results folder")
+    if scheduler is not None:
+        return workers  # a cluster, not local processes (the runner refuses both at once)
+    workers, message = cap_workers(workers)
+    if message:
+        typer.echo(f"note: {message}", err=True)
+    return workers
+
+
 def _finish(outcome, quiet: bool) -> None:
     typer.echo(f"{outcome.stats.total} cells ({outcome.stats.cached} reused, "
                f"{outcome.stats.computed} computed, {outcome.stats.executor}) in "
@@ -44,6 +60,7 @@ def reproduce_command(
 
     configs = reproduce_configs()
     out_dir = out if out is not None else default_out_dir()
+    workers = _check_run_options(out_dir, workers, scheduler)
     outcome = run_experiments(
         configs, out_dir, quick=quick, workers=workers, scheduler=scheduler,
         progress=not no_progress, fig4=not skip_fig4, seed=seed, argv=python_argv(),
@@ -51,9 +68,9 @@ def reproduce_command(
         title="Analyzing Diffusion as Serial Reproduction: reproduction report"
               + (" (quick)" if quick else ""))
     _finish(outcome, quiet=False)
-    import json
+    from serialrepro.loaders import load_json
 
-    status = json.loads((out_dir / "run.json").read_text()).get("figure4", {})
+    status = load_json(out_dir / "run.json", "run record").get("figure4", {})
     if status.get("status") == "failed":
         typer.echo(f"warning: Figure 4 failed ({status.get('message')}); the report says so",
                    err=True)
@@ -92,6 +109,7 @@ def run_command(
     cfgs = _resolve_configs(config)
     name = cfgs[0].name if len(cfgs) == 1 else Path(config).stem
     out_dir = out if out is not None else Path("results") / name
+    workers = _check_run_options(out_dir, workers, scheduler)
     title = cfgs[0].title or name if len(cfgs) == 1 else None
     outcome = run_experiments(cfgs, out_dir, quick=quick, workers=workers, scheduler=scheduler,
                               progress=not no_progress, fig4=None, seed=cfgs[0].seed,
