@@ -314,6 +314,8 @@ def test_analyze_row_filter_duplicates_and_stimulus_column(app, tmp_path):
     assert s["load"]["rows_filtered"] == 1 and s["load"]["seeds_added"] == 30
     assert s["iterations"] == 6 and s["chains"] == 30
     assert s["load"]["stimulus_mismatch_rate"] == 0.0
+    text = (tmp_path / "an" / "report.html").read_text()
+    assert "1 row(s) removed by --where" in text and "30 seed(s) taken" in text
 
 
 def test_analyze_options_are_declared_well():

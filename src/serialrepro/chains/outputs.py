@@ -168,8 +168,8 @@ def _summary_rows(a: Analysis) -> list[tuple[str, str]]:
     s = a.summary
     v = a.verdict
     dep = v["start_dependence"]
-    rows = [("chains", f"{s['chains']} ({s['clusters']} independent units: "
-                       f"{s['cluster_col']})"),
+    rows = [("chains", f"{s['chains']} ({s['clusters']} independent units for the "
+                       f"bootstrap, by {s['cluster_col']})"),
             ("iterations", f"{s['iterations']} reproductions (iteration rows "
                            f"{int(a.iterations[0])}–{int(a.iterations[-1])}); late: last "
                            f"{a.late}"),
@@ -400,7 +400,14 @@ def write_analysis(a: Analysis, out: Path, fmt: str = "csv") -> dict:
             f"{t.report.chains} chains, {s['iterations']} iterations, {t.dims} value "
             f"column(s) {', '.join(names)}" + (f" (circular, {domain[0]:g}–{domain[1]:g})"
                                               if circ else "")
-            + f"; the last {a.late} iteration(s) are pooled as the late distribution."],
+            + f"; the last {a.late} iteration(s) are pooled as the late distribution."
+            + (f" {t.report.rows_filtered} row(s) removed by --where." if t.report.rows_filtered
+               else "")
+            + (f" {t.report.seeds_added} seed(s) taken from the stimulus column as iteration "
+               f"0; {t.report.stimulus_mismatches} of {t.report.stimulus_checked} stimuli "
+               f"({100 * (t.report.stimulus_mismatch_rate or 0):.1f} %) differ from the "
+               "previous response." if t.report.stimulus_checked or t.report.seeds_added
+               else "")],
             items=a.notes,
             folded=([("load warnings", pd.DataFrame({"warning": load_warn}))]
                     if load_warn else [])),
