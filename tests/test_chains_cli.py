@@ -119,7 +119,7 @@ output: {value_cols: [hue], period: 360, format: parquet}
 
 
 @pytest.mark.parametrize("patch,message", [
-    ({"agent": {"sigmaa": 0.1}}, r"agent\.sigma: Field required.*agent\.sigmaa: unknown key"),
+    ({"agent": {"sigmaa": 0.1}}, r"agent\.sigma: required key is missing.*agent\.sigmaa: unknown key"),
     ({"agent": {"sigma": -1}}, r"agent\.sigma: Input should be greater than 0"),
     ({"agent": {"sigma": 0.1, "rule": "median"}}, r"agent\.rule: unknown response rule"),
     ({"agent": {"sigma": 0.1, "family": "cauchy"}}, r"agent\.family: unknown noise family"),

@@ -40,8 +40,16 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from serialrepro.budget import check_memory
 from serialrepro.chains.agents import RULES, Agent
 from serialrepro.chains.closed_form import gaussian_chain_ar1
 from serialrepro.chains.grid_chains import (
@@ -50,7 +58,7 @@ from serialrepro.chains.grid_chains import (
     sample_grid_chains,
     transition_matrix,
 )
-from serialrepro.configio import read_yaml
+from serialrepro.configio import format_validation_error, read_yaml
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import FAMILIES
 from serialrepro.grid.priors import PRIORS
@@ -66,7 +74,8 @@ from serialrepro.particles.rng import BLOCK, chain_blocks
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN/inf are no number of a config: a NaN start would silently become a grid point
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _one_of(kind: str, valid: Collection[str]) -> AfterValidator:
@@ -86,13 +95,21 @@ class GaussianMixtureSpec(_Strict):
     means: list[list[float]]
     covs: list[float] | list[list[list[float]]]
     weights: list[float] | None = None
-    n_support: Annotated[int, Field(ge=1)] = 4096
+    n_support: Annotated[int, Field(ge=1, le=10_000_000)] = 4096
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        return _check_mixture(self)
 
 
 class PointsSpec(_Strict):
     kind: Literal["points"]
     points: list[list[float]]
     weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        return _check_points(self)
 
 
 class NamedSpec(_Strict):
@@ -141,18 +158,98 @@ class SimulateConfig(_Strict):
     agent: AgentSpec
     chains: ChainsSpec = ChainsSpec()
     output: OutputSpec = OutputSpec()
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{loc}: {msg}")
-    return f"invalid config {source}: " + "; ".join(parts)
+def _rows(name: str, value: list[list[float]], width: int | None = None) -> int:
+    """The common length of the rows of ``value`` (refusing ragged or empty rows)."""
+    if not value:
+        raise ValueError(f"{name} is empty; give at least one row")
+    lengths = {len(r) for r in value}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"{name} is ragged: its rows have lengths "
+                         f"{sorted(lengths)[:6]}; every row needs the same number of values")
+    (n,) = lengths
+    if width is not None and n != width:
+        raise ValueError(f"{name} rows have {n} values; expected {width}")
+    return n
+
+
+def _check_mixture(spec: GaussianMixtureSpec) -> GaussianMixtureSpec:
+    """Shapes agree, weights are non-negative, covariances are symmetric positive
+    definite (a singular one has no density): checked at validation, one line."""
+    d = _rows("means", spec.means)
+    k = len(spec.means)
+    covs = spec.covs
+    if covs and isinstance(covs[0], list):
+        if len(covs) != k:
+            raise ValueError(f"covs has {len(covs)} matrices for {k} means")
+        for i, c in enumerate(covs):
+            if len(c) != d:
+                raise ValueError(f"covs.{i} is {len(c)}×… for {d}-D means; give a "
+                                 f"{d}×{d} matrix")
+            _rows(f"covs.{i}", c, d)
+            a = np.asarray(c, dtype=np.float64)
+            if not np.allclose(a, a.T, rtol=1e-10, atol=1e-12):
+                raise ValueError(f"covs.{i} is not symmetric")
+            if not np.linalg.eigvalsh(a).min() > 0:
+                raise ValueError(f"covs.{i} is singular or not positive definite "
+                                 "(an eigenvalue ≤ 0)")
+    else:
+        if len(covs) not in (1, k):
+            raise ValueError(f"covs has {len(covs)} variances for {k} means; give 1 "
+                             f"or {k}")
+        if not all(v > 0 for v in covs):
+            raise ValueError("covs: every variance must be > 0")
+    if spec.weights is not None:
+        if len(spec.weights) != k or any(w < 0 for w in spec.weights) or \
+                not sum(spec.weights) > 0:
+            raise ValueError(f"weights must be {k} non-negative numbers, not all zero")
+    return spec
+
+
+def _check_points(spec: PointsSpec) -> PointsSpec:
+    _rows("points", spec.points)
+    if spec.weights is not None and (len(spec.weights) != len(spec.points) or any(
+            w < 0 for w in spec.weights) or not sum(spec.weights) > 0):
+        raise ValueError(f"weights must be {len(spec.points)} non-negative numbers, "
+                         "not all zero")
+    return spec
+
+
+def prior_dims(cfg: SimulateConfig) -> int:
+    """D, the dimension of the values, from the validated config alone."""
+    p = cfg.prior
+    if isinstance(p, GaussianMixtureSpec):
+        return len(p.means[0])
+    if isinstance(p, PointsSpec):
+        return len(p.points[0])
+    return p.dims
+
+
+def simulation_bytes(cfg: SimulateConfig) -> int:
+    """Peak memory of :func:`simulate_chains` by arithmetic on the config: the states
+    [I + 1, C, D] in float64 about four times over (states, their values, the table's
+    columns and its sorted copy) with the table's two integer columns; in grid mode also
+    the chains' grid indices, one dense M×M transition matrix per distinct level (three
+    M² arrays while one is built) and the exact marginals [I + 1, M]."""
+    d = prior_dims(cfg)
+    rows = (cfg.chains.n_iterations + 1) * cfg.chains.n_chains
+    total = rows * (4 * 8 * d + 2 * 2 * 8)
+    if cfg.mode == "grid":
+        m = cfg.grid ** d
+        levels = len(set(cfg.agent.levels)) if cfg.agent.levels else 1
+        total += rows * 8 + (levels + 2) * m * m * 8 + (cfg.chains.n_iterations + 1) * m * 8
+    return total
+
+
+def check_cost(cfg: SimulateConfig, source: str = "chain config") -> int:
+    """Refuse a config whose parts are each in bounds but whose whole would not fit in
+    memory (:func:`serialrepro.budget.check_memory`), before anything is built."""
+    what = (f"{source}: {cfg.chains.n_chains} chains × {cfg.chains.n_iterations} iterations"
+            + (f" on a {cfg.grid}^{prior_dims(cfg)} grid" if cfg.mode == "grid" else ""))
+    return check_memory(what, simulation_bytes(cfg), "use fewer chains or iterations"
+                        + (", or a smaller grid" if cfg.mode == "grid" else ""))
 
 
 def shipped_config_dir() -> Path:
@@ -194,9 +291,11 @@ def load_config(path_or_dict: str | Path | dict) -> SimulateConfig:
     if not isinstance(data, dict):
         raise UserInputError(f"config {source} must be a mapping of keys to values")
     try:
-        return SimulateConfig.model_validate(data)
+        cfg = SimulateConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserInputError(_format_errors(exc, source)) from None
+        raise UserInputError(format_validation_error(exc, source, SimulateConfig)) from None
+    check_cost(cfg, f"config {source}")
+    return cfg
 
 
 def build_prior(cfg: SimulateConfig) -> ParticlePrior:
@@ -245,6 +344,7 @@ def simulate_chains(cfg: SimulateConfig) -> dict:
     distributions of the population, [I + 1, *grid]), ``space``, ``agent``, ``seconds``
     and ``closed_form`` (the AR(1) when the prior is one Gaussian and the noise gaussian)."""
     t0 = time.perf_counter()
+    check_cost(cfg)  # again: a config may have been changed since it was loaded (--seed)
     agent = build_agent(cfg)
     d = agent.dims
     names = cfg.output.value_cols or (["x", "y", "z"][:d] if d <= 3 else
