@@ -109,7 +109,7 @@ output: {value_cols: [hue], period: 360, format: parquet}
     table = pd.read_parquet(tmp_path / "sim" / "chains.parquet")
     assert table["hue"].between(-180, 180).all()
     _invoke(app, ["chains", "analyze", tmp_path / "sim" / "chains.parquet", "--value-cols",
-                  "hue", "--circular", "--period", "360", "--family", "laplace",
+                  "hue", "--circular", "--period", "360", "--noise", "laplace",
                   "--production-sigma", "3.6", "--bootstrap", "10", "--format", "parquet",
                   "--out", tmp_path / "an"])
     ar1 = pd.read_parquet(tmp_path / "an" / "ar1.parquet").set_index("quantity")

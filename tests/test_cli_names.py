@@ -154,3 +154,18 @@ def test_threads_reach_torch_imported_after_start_up(argv, want):
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout.strip().splitlines()[-1]) == want
+
+
+def test_every_noise_family_option_is_spelled_noise():
+    """Walks the whole app: an option that takes a noise family answers to ``--noise`` (with
+    ``--family`` as its alias) in every command, so a newcomer learns one name."""
+    from test_cli_usage import leaf_commands
+
+    seen = []
+    for path, cmd in leaf_commands():
+        for p in cmd.params:
+            opts = set(getattr(p, "opts", ()))
+            if opts & {"--noise", "--family"}:
+                seen.append(" ".join(path))
+                assert {"--noise", "--family"} <= opts, (path, sorted(opts))
+    assert {"simulate", "train", "chains analyze"} <= set(seen)

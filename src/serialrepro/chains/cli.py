@@ -104,8 +104,9 @@ def analyze_cmd(
                                     "densities."),
     late: int | None = typer.Option(None, "--late", help="Final iterations pooled as the late "
                                     "distribution (default: the last fifth)."),
-    family: str = typer.Option("gaussian", "--family", help="Noise family of the model fit "
-                               "(see serialrepro families; von-mises for circular data)."),
+    family: str = typer.Option("gaussian", "--noise", "--family", metavar="FAMILY",
+                               help="Noise family of the model fit (alias --family; see "
+                               "serialrepro families; von-mises for circular data)."),
     rule: str = typer.Option("sample", "--rule", help="Response rule of the model fit: "
                              "sample, mean or map."),
     production_sigma: float = typer.Option(0.0, "--production-sigma",
