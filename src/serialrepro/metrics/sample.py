@@ -60,24 +60,26 @@ def _pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 
 def block_mean(a: Tensor, b: Tensor, fn: Callable[[Tensor], Tensor],
                block: int = BLOCK) -> Tensor:
-    """mean over all pairs (i, j) of ``fn(‖a_i − b_j‖²)``, in blocks of ``block`` rows of
+    """mean over all pairs (i, j) of ``fn(‖a_i − b_j‖)``, in blocks of ``block`` rows of
     each side (memory O(block²), not O(n·m))."""
     same = a is b  # a cloud against itself: the blocks above the diagonal count twice
     total = torch.zeros((), dtype=torch.float64, device=a.device)
     for i in range(0, a.shape[0], block):
         ai = a[i:i + block]
         for j in range(i if same else 0, b.shape[0], block):
-            d2 = torch.cdist(ai, b[j:j + block]).square_()
-            total += fn(d2).sum() * (2 if same and j != i else 1)
+            dist = torch.cdist(ai, b[j:j + block])
+            total += fn(dist).sum() * (2 if same and j != i else 1)
     return total / (a.shape[0] * b.shape[0])
 
 
 def energy_distance(x: Tensor, y: Tensor, block: int = BLOCK) -> float:
     """Energy distance 2E‖X−Y‖ − E‖X−X'‖ − E‖Y−Y'‖ (Székely & Rizzo 2013, eq. 2)."""
     x, y = _pair(x, y)
-    dist = torch.sqrt
-    cross = block_mean(x, y, dist, block)
-    return float(2 * cross - block_mean(x, x, dist, block) - block_mean(y, y, dist, block))
+    def ident(d: Tensor) -> Tensor:
+        return d
+
+    cross = block_mean(x, y, ident, block)
+    return float(2 * cross - block_mean(x, x, ident, block) - block_mean(y, y, ident, block))
 
 
 def _spread(x: Tensor, k: int) -> Tensor:
@@ -102,8 +104,8 @@ def mmd(x: Tensor, y: Tensor, bandwidth: float | None = None, block: int = BLOCK
         bandwidth = median_bandwidth(x, y)
     scale = 1.0 / (2 * bandwidth**2)
 
-    def k(d2: Tensor) -> Tensor:
-        return torch.exp(d2.mul_(-scale))
+    def k(d: Tensor) -> Tensor:
+        return torch.exp(d.square_().mul_(-scale))
 
     return float(block_mean(x, x, k, block) + block_mean(y, y, k, block)
                  - 2 * block_mean(x, y, k, block))
