@@ -29,6 +29,14 @@ def _plt():
     return plt
 
 
+def _iteration_axis(ax) -> None:
+    """Label an x axis of iterations and tick it at whole iterations only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
@@ -59,7 +67,7 @@ def fig_convergence(conv: pd.DataFrame, model: pd.DataFrame | None = None,
             ax.fill_between(df["iteration"], df["lower"], df["upper"], color=color, alpha=0.2,
                             lw=0)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xlabel("iteration")
+    _iteration_axis(ax)
     ax.set_ylabel(f"energy distance ({unit})")
     ax.set_title("distance to the late iterations")
     ax.legend(frameon=False)
@@ -74,7 +82,7 @@ def fig_convergence(conv: pd.DataFrame, model: pd.DataFrame | None = None,
         stat = STATISTIC_NAMES.get(str(dependence["statistic"].iloc[0]),
                                    str(dependence["statistic"].iloc[0]))
         ax.set_ylabel(f"correlation with iteration 0 ({stat})")
-        ax.set_xlabel("iteration")
+        _iteration_axis(ax)
         ax.set_title("dependence on the start")
         lows = dependence["lower"].to_numpy(dtype=np.float64)
         low = float(np.min(lows[np.isfinite(lows)])) if np.isfinite(lows).any() else 0.0
@@ -160,8 +168,7 @@ def fig_trajectories(iterations: np.ndarray, panels: list[tuple[str, np.ndarray]
             ax.plot(iterations, q[1], "C3", lw=2, label="median")
             ax.fill_between(iterations, q[0], q[2], color="C3", alpha=0.15, label="10–90 %")
         ax.set_title(title)
-        ax.set_xlabel("iteration")
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        _iteration_axis(ax)
         if domain is not None:
             ax.set_ylim(*domain)
     axes[0, 0].set_ylabel(ylabel)
@@ -184,9 +191,8 @@ def fig_iteration_density(iterations: np.ndarray, edges: np.ndarray,
     im = None
     for ax, (title, d) in zip(axes[0], panels, strict=True):
         im = ax.pcolormesh(xe, edges, d.T, cmap="magma", vmin=0, vmax=vmax, shading="flat")
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_title(title)
-        ax.set_xlabel("iteration")
+        _iteration_axis(ax)
     axes[0, 0].set_ylabel(ylabel)
     fig.colorbar(im, ax=axes[0].tolist(), label="density (per data unit)", shrink=0.9)
     return png_bytes(fig)
@@ -242,7 +248,7 @@ def fig_display_stats(df: pd.DataFrame, unit: str = "data units") -> bytes:
                     label="fitted model" if src == "model" else src)
             ax.fill_between(d["iteration"], d[f"{stat}_low"], d[f"{stat}_high"], color=color,
                             alpha=0.2, lw=0)
-        ax.set_xlabel("iteration")
+        _iteration_axis(ax)
         ax.set_ylabel(label)
         ax.legend(frameon=False)
     fig.tight_layout()
@@ -323,9 +329,8 @@ def fig_exact_jsd(iterations: np.ndarray, jsd: np.ndarray) -> bytes:
     fig, ax = plt.subplots(figsize=(5, 3.4))
     pos = jsd > 0
     ax.semilogy(np.asarray(iterations)[pos], np.asarray(jsd)[pos], "o-", ms=3)
-    ax.set_xlabel("iteration")
+    _iteration_axis(ax)
     ax.set_ylabel("JSD to the prior (bits)")
-    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     fig.tight_layout()
     return png_bytes(fig)
 
@@ -339,7 +344,7 @@ def fig_moments(iterations: np.ndarray, sim_mean: np.ndarray, sim_var: np.ndarra
                            (axes[1], sim_var, ref_var, "variance")):
         ax.plot(iterations, s, "o", ms=4, label="simulation")
         ax.plot(iterations, r, "C3-", label=ref_label)
-        ax.set_xlabel("iteration")
+        _iteration_axis(ax)
         ax.set_title(name)
     axes[0].legend(frameon=False)
     return png_bytes(fig)
