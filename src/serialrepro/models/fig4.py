@@ -166,7 +166,10 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                 tc = TrainConfig(
                     dataset=dataset, family=family, schedule=cfg.schedule,
                     num_timesteps=cfg.num_timesteps, denoiser=cfg.denoiser,
-                    denoiser_options=dict(cfg.denoiser_options), steps=cfg.train_steps,
+                    # lists, as a run config holds them (JSON has no tuples)
+                    denoiser_options={k: list(v) if isinstance(v, tuple) else v
+                                      for k, v in cfg.denoiser_options.items()},
+                    steps=cfg.train_steps,
                     batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
                     checkpoint_every=max(1, cfg.train_steps // 10),
                     data_dir=None if data_dir is None else str(data_dir))
