@@ -122,7 +122,7 @@ def simulate_command(
     from serialrepro.devices import resolve_device
     from serialrepro.experiments.config import check_representable
     from serialrepro.families import get_family
-    from serialrepro.grid.kernels import resolve_backend
+    from serialrepro.grid.kernels import check_dense_fits, resolve_backend
     from serialrepro.grid.priors import make_prior
     from serialrepro.grid.process import check_keep, get_sampler, simulate, simulation_bytes
     from serialrepro.grid.space import parse_grid
@@ -137,6 +137,8 @@ def simulate_command(
     keep = check_keep(keep, figure is not None)
     if figure is not None:
         check_output_path(figure)
+    if used_backend == "dense":
+        check_dense_fits(space)  # the engine's own refusal, which names the FFT way out
     T = sigma_count(sigmas)
     if T >= 1:
         check_memory(f"simulate on {space.label} ({space.size} points) with T={T} levels "

@@ -88,7 +88,7 @@ class TrainConfig:
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise bad(name, "a name or null")
         if not isinstance(self.denoiser_options, dict) or not all(
-                isinstance(k, str) and isinstance(v, int | float | list) and not
+                isinstance(k, str) and isinstance(v, int | float | list | tuple) and not
                 isinstance(v, bool) for k, v in self.denoiser_options.items()):
             raise bad("denoiser_options", "a mapping of size options to numbers")
         for name in ("num_timesteps", "steps", "batch_size", "checkpoint_every", "n_train"):
@@ -341,6 +341,9 @@ def load_trained(run_dir: str | Path, device: torch.device | str | None = None) 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The validated :class:`TrainConfig` of a run directory (one line if it is bad)."""
     path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise UserInputError(f"{run_dir} is not a trained run: it needs {CONFIG_FILE} and"
+                             f" {CHECKPOINT_FILE} (run `serialrepro train` first)")
     config = TrainConfig.from_dict(loaders.load_json(path, "run config"),
                                    f"run config {str(path)!r}")
     check_schedule_cost(config)
