@@ -24,8 +24,16 @@ from serialrepro.experiments.golden import FIG3_GOLDEN, GOLDEN_FIELDS, GOLDEN_TO
 from serialrepro.experiments.store import CellStore
 
 #: families whose σ is a per-axis standard deviation: strictly comparable at equal std
-STD_FAMILIES = ("gaussian", "laplace", "uniform", "student-t")
+STD_FAMILIES = ("gaussian", "laplace", "uniform", "student-t", "von-mises")
 ALL_FAMILIES = (*STD_FAMILIES, "bimodal", "trimodal", "fade-uniform", "fade-fixed")
+
+
+def _family_order(names) -> list[str]:
+    """The families present, in ALL_FAMILIES order, then any others (a family added to the
+    registry is drawn, not dropped)."""
+    names = list(dict.fromkeys(names))
+    return [f for f in ALL_FAMILIES if f in names] + sorted(f for f in names
+                                                            if f not in ALL_FAMILIES)
 
 
 @dataclass
@@ -369,7 +377,7 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
     findings, spreads, n_fall, n_curves = [], [], 0, 0
     for ax, ((prior, step), sub) in zip(axes.flat, panels, strict=False):
-        for i, fam in enumerate(f for f in ALL_FAMILIES if f in set(sub["noise"])):
+        for i, fam in enumerate(_family_order(sub["noise"])):
             s = sub[sub["noise"] == fam].sort_values("T")
             ax.plot(s["T"], s["kl_bits"], "o-" if fam in STD_FAMILIES else "s--", ms=3,
                     color=f"C{i}", label=fam)
@@ -389,10 +397,10 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
         lo, hi = piv.loc[Tmax].idxmin(), piv.loc[Tmax].idxmax()
         findings.append(
             f"{prior}, {step} step: at T={Tmax} kl ranges from {_fmt(piv.loc[Tmax, lo])} "
-            f"({lo}) to {_fmt(piv.loc[Tmax, hi])} ({hi}); among the four std-parameterised "
-            f"families the spread is {_fmt(spread_std.loc[Tmax])} bits at T={Tmax} vs "
-            f"{_fmt(spread_std.loc[Tmin])} at T={Tmin}; kl falls from T={Tmin} to T={Tmax} "
-            f"for {len(falls)} of {len(piv.columns)} families")
+            f"({lo}) to {_fmt(piv.loc[Tmax, hi])} ({hi}); among the {std.shape[1]} "
+            f"std-parameterised families the spread is {_fmt(spread_std.loc[Tmax])} bits at "
+            f"T={Tmax} vs {_fmt(spread_std.loc[Tmin])} at T={Tmin}; kl falls from T={Tmin} to "
+            f"T={Tmax} for {len(falls)} of {len(piv.columns)} families")
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, ncol=2)
@@ -400,9 +408,12 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
     fig.tight_layout()
     p1 = _save(fig, fig_dir / f"{_slug(config.name)}-kl-vs-T.png")
 
+    n_families = df["noise"].nunique()
+    n_std = int(df["noise"].isin(STD_FAMILIES).groupby(df["noise"]).first().sum())
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, (label, sa, ss) in enumerate(spreads):
-        ax.plot(sa.index, sa.values, "s--", ms=3, color=f"C{i}", label=f"{label}: all 8")
+        ax.plot(sa.index, sa.values, "s--", ms=3, color=f"C{i}",
+                label=f"{label}: all {n_families}")
         ax.plot(ss.index, ss.values, "o-", ms=3, color=f"C{i}", label=f"{label}: std families")
     ax.set(yscale="log", xlabel="T",
            ylabel="max − min of kl over families (bits)", title="spread between families")
@@ -427,10 +438,11 @@ def families_figures(config: ExperimentConfig, df: pd.DataFrame,
     for (prior, step), sub in last.groupby(["prior", "step"], sort=False):
         std = sub[sub["noise"].isin(STD_FAMILIES)]["kl_bits"]
         spans.append(f"{prior}/{step} {_fmt(std.min(), 2)}–{_fmt(std.max(), 2)} "
-                     f"(all eight {_fmt(sub['kl_bits'].min(), 2)}–{_fmt(sub['kl_bits'].max(), 2)})")
+                     f"(all {sub['noise'].nunique()} {_fmt(sub['kl_bits'].min(), 2)}–"
+                     f"{_fmt(sub['kl_bits'].max(), 2)})")
     Tmin = int(df["T"].min())
     headline = (f"kl falls from T={Tmin} to T={Tmax} for {n_fall} of {n_curves} family curves "
-                f"(families × priors × steps); kl at T={Tmax} of the four std-parameterised "
+                f"(families × priors × steps); kl at T={Tmax} of the {n_std} std-parameterised "
                 "families, in bits: " + "; ".join(spans))
     # judged on the claim every family shares (kl falls with graduality); how much the
     # families differ is shown in numbers, not judged against a threshold

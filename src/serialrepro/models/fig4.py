@@ -415,6 +415,11 @@ def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset, floors: dict[str, fl
     ax.xaxis.set_minor_formatter(NullFormatter())
     if table["fid"].max() > 20 * max(table["fid"].min(), 1e-9):
         ax.set_yscale("log")  # naive striding can be orders of magnitude worse
+        from matplotlib.ticker import LogLocator
+
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"sampling steps ⌊T/k⌋ (T = {cfg.num_timesteps})")
     ax.set_ylabel("FID (local classifier features)")
     ax2 = ax.twinx()
