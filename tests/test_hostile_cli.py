@@ -170,6 +170,14 @@ def test_a_learning_rate_that_is_not_positive_is_refused_up_front(capsys, tmp_pa
     assert tree(tmp_path) == set()
 
 
+@pytest.mark.parametrize("option", ["--steps", "--batch-size", "--checkpoint-every",
+                                    "--timesteps", "--width"])
+def test_training_sizes_below_one_are_refused_up_front(capsys, tmp_path, option):
+    run_main(capsys, "train", "--run-dir", tmp_path / "r", option, "0",
+             words=f"{option} 0 must be at least 1")
+    assert tree(tmp_path) == set()
+
+
 def test_a_negative_eta_is_refused_before_the_run_is_read(capsys, tmp_path):
     run_main(capsys, "sample", "--run-dir", tmp_path / "nope", "--out", tmp_path / "s.npz",
              "--eta", "-0.5", words="eta")
@@ -358,6 +366,8 @@ HUGE_IN_PROCESS = {
     "simulate --grid paper:1e-9": ["simulate", "--grid", "paper:1e-9"],
     "simulate --grid torus:4096 --dims 3": ["simulate", "--grid", "torus:4096", "--dims", "3"],
     "train --timesteps 1e12": ["train", "--run-dir", "r", "--timesteps", "1000000000000"],
+    "train --steps 1e24": ["train", "--run-dir", "r", "--steps", "1" + "0" * 24],
+    "train --width 1e9": ["train", "--run-dir", "r", "--width", "1000000000"],
 }
 
 

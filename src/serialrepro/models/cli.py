@@ -73,8 +73,9 @@ def train_cmd(
 
     if dataset not in DATASETS:
         raise unknown_name("data set", dataset, DATASETS)
-    for name, value in (("steps", steps), ("batch size", batch_size),
-                        ("checkpoint interval", checkpoint_every)):
+    for name, value in (("--steps", steps), ("--batch-size", batch_size),
+                        ("--checkpoint-every", checkpoint_every), ("--timesteps", timesteps),
+                        ("--width", 1 if width is None else width)):
         if value < 1:
             raise UserInputError(f"{name} {value} must be at least 1")
     if not (math.isfinite(lr) and lr > 0):
@@ -213,6 +214,14 @@ def evaluate_cmd(
         raise UserInputError(f"samples file {str(samples)!r} holds values beyond float32's "
                              "range")
     n = int(x.shape[0])
+    # the samples, the held-out and real references of the same size (float32 and their
+    # float64 copies), the projections of sliced Wasserstein and a few distance blocks
+    from serialrepro.budget import check_memory
+    from serialrepro.metrics.sample import BLOCK
+
+    check_memory(f"evaluate on {n} samples of shape {tuple(x.shape[1:])}",
+                 n * math.prod(x.shape[1:]) * 3 * 12 + n * 3 * 128 * 8 + 4 * BLOCK**2 * 8,
+                 "evaluate fewer samples")
     data = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir,
                         n_train=max(cfg.n_train, n), n_test=max(1000, n))
     if tuple(x.shape[1:]) != data.data_shape:

@@ -196,10 +196,15 @@ def check_train_cost(config: TrainConfig) -> int:
     """Refuse a batch whose training step would not fit in memory, before any data is
     loaded (:func:`serialrepro.budget.check_memory`)."""
     check_schedule_cost(config)
+    # the loss history: a Python float in a list per step, and a float64 per checkpoint
+    check_memory(f"--steps {config.steps} (the loss history)", config.steps * 48,
+                 "lower --steps")
     shape = _data_shape(config)
     return check_memory(f"--batch-size {config.batch_size} ({config.dataset}, "
-                        f"{config.resolved_denoiser(len(shape) == 3)})",
-                        train_step_bytes(config, shape, len(shape) == 3), "lower --batch-size")
+                        f"{config.resolved_denoiser(len(shape) == 3)}, size options "
+                        f"{config.denoiser_options or 'default'})",
+                        train_step_bytes(config, shape, len(shape) == 3),
+                        "lower --batch-size or --width")
 
 
 def check_schedule_cost(config: TrainConfig) -> int:
