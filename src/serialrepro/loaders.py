@@ -73,8 +73,12 @@ def _existing_file(path: str | Path, what: str) -> Path:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, cut after its first sentence when long."""
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
+    line = text[0] if text else type(exc).__name__
+    if len(line) > 100 and ". " in line[:160]:
+        line = line[: line.index(". ", 0, 160) + 1]
+    return line[:160]
 
 
 # -- checkpoints ---------------------------------------------------------------------
