@@ -281,8 +281,8 @@ def _fig4(f: Fig4Section | None) -> str:
         spent = f"{f.seconds:.0f} s in this run"
         if f.table is not None and "sample_seconds" in f.table.columns:
             spent += (f"; sampling its {len(f.table)} cells took "
-                      f"{f.table['sample_seconds'].sum():.0f} s when they ran (finished cells "
-                      "are reused)")
+                      f"{f.table['sample_seconds'].sum():.0f} s when they ran, and finished "
+                      "cells are reused")
         out.append(f"<p><b>This run</b> (preset <code>{_e(f.preset)}</code>, {spent}):</p>")
         curve_lines = {f"{t['curve']}:" for t in trends}
         if trends:
