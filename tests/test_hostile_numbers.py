@@ -88,11 +88,11 @@ def _brute_mmd(x, y, h):
     return float(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())
 
 
-@pytest.mark.parametrize("block", [1, 7, 64, 10_000])
+@pytest.mark.parametrize("block", [3, 64, 10_000])
 def test_blocked_distances_equal_the_full_matrices(block):
     # torch.cdist computes large blocks through a matrix product (round-off ~1e-8 on the
     # diagonal of a cloud against itself) and tiny ones directly: equal to 1e-8
-    x, y = _clouds()
+    x, y = _clouds(n=150, m=100)
     assert metrics.energy_distance(x, y, block=block) == pytest.approx(_brute_energy(x, y),
                                                                        rel=1e-8)
     h = float(torch.cdist(x, y).median())
