@@ -119,7 +119,8 @@ output: {value_cols: [hue], period: 360, format: parquet}
 
 
 @pytest.mark.parametrize("patch,message", [
-    ({"agent": {"sigmaa": 0.1}}, r"agent\.sigma: required key is missing.*agent\.sigmaa: unknown key"),
+    ({"agent": {"sigmaa": 0.1}},
+     r"agent\.sigma: required key is missing.*agent\.sigmaa: unknown key"),
     ({"agent": {"sigma": -1}}, r"agent\.sigma: Input should be greater than 0"),
     ({"agent": {"sigma": 0.1, "rule": "median"}}, r"agent\.rule: unknown response rule"),
     ({"agent": {"sigma": 0.1, "family": "cauchy"}}, r"agent\.family: unknown noise family"),
@@ -343,6 +344,9 @@ def test_analyze_options_are_declared_well():
     (["--family", "cauchy"], "noise family"),
     (["--rule", "median"], "response rule"),
     (["--where", "nosuch > 1"], "no column 'nosuch'"),
+    (["--bins", "100000000"], "--bins is 100000000, above the limit of 4096"),
+    (["--bins", "1"], "--bins 1 must be ≥ 2"),
+    (["--out", "d.csv/o"], "is a file, not a folder"),
 ])
 def test_analyze_bad_values_are_one_line_and_exit_2(tmp_path, extra, needle):
     import subprocess
@@ -353,8 +357,35 @@ def test_analyze_bad_values_are_one_line_and_exit_2(tmp_path, extra, needle):
     exe = Path(sys.executable).parent / "serialrepro"
     res = subprocess.run([str(exe), "chains", "analyze", str(tmp_path / "d.csv"),
                           "--value-cols", "x", "--out", str(tmp_path / "o"), *extra],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_simulate_refuses_an_output_folder_below_a_file_before_simulating(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "f").write_text("x")
+    exe = Path(sys.executable).parent / "serialrepro"
+    res = subprocess.run([str(exe), "chains", "simulate", "gaussian-ar1", "--out",
+                          str(tmp_path / "f" / "sim")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "is a file, not a folder" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_summary_json_is_strict_even_with_undefined_numbers(tmp_path):
+    import json
+
+    from serialrepro.chains.outputs import _json
+
+    text = _json({"a": float("nan"), "b": [1.0, float("inf")], "c": 2})
+    assert "NaN" not in text and "Infinity" not in text
+    out = json.loads(text)
+    assert out["a"] is None and out["b"] == [1.0, None] and out["c"] == 2
+    assert set(out["undefined"]) == {"a", "b.1"}

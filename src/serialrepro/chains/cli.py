@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from serialrepro.atomic import check_output_folder
+from serialrepro.budget import check_count
 from serialrepro.errors import UserInputError
 
 chains_app = typer.Typer(
@@ -47,6 +49,7 @@ def simulate_cmd(
     from serialrepro.chains.outputs import write_simulation
     from serialrepro.chains.simulate import config_summary, load_config, simulate_chains
 
+    check_output_folder(out)
     cfg = load_config(config)
     if seed is not None:
         cfg = cfg.model_copy(update={"seed": seed})
@@ -59,6 +62,9 @@ def simulate_cmd(
                f"{summary['seconds']:.2f} s -> {out / summary['chains_table']}, "
                f"{out / 'report.html'}")
 
+
+#: most histogram bins per axis of the per-iteration densities (``--bins``)
+MAX_BINS = 4096
 
 #: accepted spellings of a family name on the command line -> the registry name
 _FAMILY_ALIASES = {"vonmises": "von-mises", "von_mises": "von-mises"}
@@ -140,6 +146,11 @@ def analyze_cmd(
         raise unknown_name("duplicates policy", duplicates, DUPLICATE_POLICIES)
     if not period > 0:
         raise UserInputError(f"--period {period} must be > 0")
+    if bins is not None:
+        if bins < 2:
+            raise UserInputError(f"--bins {bins} must be ≥ 2")
+        check_count("--bins", bins, MAX_BINS, f"use --bins {MAX_BINS} or fewer")
+    check_output_folder(out)
     family = get_family(_FAMILY_ALIASES.get(family, family)).name
     table = load_chains(data, _split(value_cols), chain_col, iteration_col, item_col,
                         _mapping(mapping), json_col, strict,

@@ -148,9 +148,11 @@ def write_simulation(sim: dict, config: dict, out: Path, fmt: str = "csv") -> di
 
 
 def _json(obj) -> str:
-    import json
+    """Strict JSON (no bare NaN/Infinity): a non-finite number becomes null, its key path
+    listed under ``"undefined"``."""
+    from serialrepro.atomic import dumps_strict
 
-    return json.dumps(obj, indent=2, default=float)
+    return dumps_strict(obj, nonfinite="null", indent=2)
 
 
 def _ci(lo: float | None, hi: float | None, fmt: str = ".3g") -> str:
