@@ -1,4 +1,4 @@
-"""DESIGN §2's golden table, typed in once for every test that checks it: the paper's
+"""docs/design.md §2's golden table, typed in once for every test that checks it: the paper's
 Figure 3 conditions computed by the authors' published MATLAB code (Swiss roll, gaussian
 noise, paper grid h = 0.04, serial-reproduction step, σ linearly spaced 0.01 → 0.05).
 

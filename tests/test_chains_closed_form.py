@@ -1,4 +1,4 @@
-"""The Gaussian AR(1) closed forms (DESIGN §1): algebra, inversion, and simulations."""
+"""The Gaussian AR(1) closed forms (docs/design.md §1): algebra, inversion, and simulations."""
 
 from __future__ import annotations
 

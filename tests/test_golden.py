@@ -1,4 +1,4 @@
-"""The golden table of DESIGN §2: the paper's Figure 3 conditions, computed by the
+"""The golden table of docs/design.md §2: the paper's Figure 3 conditions, computed by the
 authors' published MATLAB code (Swiss roll, gaussian noise, paper grid h = 0.04,
 serial-reproduction step, σ linearly spaced 0.01 → 0.05)."""
 

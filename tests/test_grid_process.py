@@ -103,7 +103,7 @@ def test_fixed_kernel_chain_converges_to_its_prior(name: str) -> None:
 
 
 def test_gaussian_chain_follows_the_ar1_closed_form() -> None:
-    """DESIGN §1: prior N(μ0, s0²), noise N(x, s²), λ = s0²/(s0² + s²); a reproduction is
+    """docs/design.md §1: prior N(μ0, s0²), noise N(x, s²), λ = s0²/(s0² + s²); a reproduction is
     x' = (1 − λ)μ0 + λx + e, e ~ N(0, λ(1 + λ)s²): means approach μ0 as λⁿ and
     Var' = λ²Var + λ(1 + λ)s², stationary at s0²."""
     space = GridSpace.torus(1024, 1)  # h ≈ 0.001 ≪ s, s0: discretisation error negligible
@@ -209,7 +209,7 @@ def test_simulation_scores_fft_equal_dense(name: str, space: GridSpace) -> None:
 @pytest.mark.parametrize("step", ["serial", "ancestral"])
 @pytest.mark.parametrize("name", ["gaussian", "bimodal", "fade-fixed"])
 def test_stationarity_against_explicit_reverse_matrices(name: str, step: str) -> None:
-    """DESIGN §2: v = r_{T−1}/(r_{T−2} + ε) pulled back by S_tᵀ, t = T−1..1, S_t built as
+    """docs/design.md §2: v = r_{T−1}/(r_{T−2} + ε) pulled back by S_tᵀ, t = T−1..1, S_t built as
     explicit M×M matrices from the reverse step; score ‖v − 1‖₂/√M."""
     space = GridSpace.paper(0.125)
     data = three_modes(space)

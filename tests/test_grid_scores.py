@@ -1,4 +1,4 @@
-"""Scores in bits (DESIGN §2): KL and JSD with ε inside the log ratio, entropy,
+"""Scores in bits (docs/design.md §2): KL and JSD with ε inside the log ratio, entropy,
 complexity, stationarity, channel information."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def test_complexity_is_the_largest_consecutive_kl() -> None:
     q = torch.stack([t(0.9, 0.1), t(0.7, 0.3), t(0.5, 0.5), t(0.45, 0.55)])
     want = max(kl_bits(q[1], q[2]).item(), kl_bits(q[2], q[3]).item())  # t = 1..T−1
     assert complexity_bits(q, 1) == pytest.approx(want, rel=1e-14)
-    assert kl_bits(q[0], q[1]).item() > want  # q_0 → q_1 is excluded, as in DESIGN §2
+    assert kl_bits(q[0], q[1]).item() > want  # q_0 → q_1 is excluded, as in docs/design.md §2
     assert complexity_bits(q[:2], 1) is None
 
 

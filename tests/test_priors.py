@@ -1,4 +1,4 @@
-"""Priors on grids: the paper's Swiss roll and three modes (DESIGN §2), mixtures,
+"""Priors on grids: the paper's Swiss roll and three modes (docs/design.md §2), mixtures,
 histograms of samples, greyscale images."""
 
 from __future__ import annotations

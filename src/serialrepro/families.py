@@ -9,7 +9,7 @@ forward processes), so "laplace with standard deviation σ" means the same thing
 everywhere and a new family is added in one place.
 
 The paper's five families follow the authors' published simulation code exactly
-(DESIGN §2): ``gaussian``, ``bimodal`` ("stretch"), ``trimodal``, ``fade-uniform`` and
+(docs/design.md §2): ``gaussian``, ``bimodal`` ("stretch"), ``trimodal``, ``fade-uniform`` and
 ``fade-fixed``. Three more are parameterised so that σ is the per-axis standard
 deviation, so that families can be compared at equal variance: ``laplace`` (independent
 axes, scale σ/√2), ``uniform`` (a box of half-width σ√3 per axis) and ``student-t``
@@ -33,9 +33,9 @@ from torch import Tensor
 
 from serialrepro.errors import UserInputError, unknown_name
 
-#: The bimodal/trimodal shift per axis, s = (0.05, 0.05) in the paper (DESIGN §2).
+#: The bimodal/trimodal shift per axis, s = (0.05, 0.05) in the paper (docs/design.md §2).
 STRETCH_SHIFT = 0.05
-#: Width of the "keep" part of the fade kernels, g_0.01 (DESIGN §2).
+#: Width of the "keep" part of the fade kernels, g_0.01 (docs/design.md §2).
 FADE_WIDTH = 0.01
 #: Degrees of freedom of the student-t family.
 STUDENT_NU = 3.0
@@ -145,7 +145,7 @@ class NoiseFamily(ABC):
         """σ² when K_σ(y | x) = N(y; x, σ² I), else None.
 
         Gaussian noise is conjugate to Gaussian(-mixture) priors: posteriors are closed-form
-        mixtures and Gaussian chains are the AR(1) of DESIGN §1. Code that can use that
+        mixtures and Gaussian chains are the AR(1) of docs/design.md §1. Code that can use that
         asks the family here instead of testing its name.
         """
         return None
@@ -212,7 +212,7 @@ class _Stretch(NoiseFamily):
     components: tuple[tuple[float, float], ...] = ()
 
     def grid_parts(self, d, sigma, y_dims, spacing, target):
-        # Each component is normalised over y on its own, then the sum is (DESIGN §2);
+        # Each component is normalised over y on its own, then the sum is (docs/design.md §2);
         # a component centred at x + c has offset d − c.
         total = sum(w for w, _ in self.components)
         out = None
@@ -476,7 +476,7 @@ def _best_fisher_turns(kappa: float, shape, generator, device) -> Tensor:
 
 
 class _Fade(NoiseFamily):
-    """(1 − σ)·g_0.01(d) + σ·target(y), column-normalised (DESIGN §2); σ ∈ [0, 1]."""
+    """(1 − σ)·g_0.01(d) + σ·target(y), column-normalised (docs/design.md §2); σ ∈ [0, 1]."""
 
     sigma_is_std = False
 

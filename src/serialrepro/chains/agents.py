@@ -1,4 +1,4 @@
-"""Bayesian agents of serial reproduction (Xu & Griffiths 2010; DESIGN §1).
+"""Bayesian agents of serial reproduction (Xu & Griffiths 2010; docs/design.md §1).
 
 An agent perceives a stimulus x through noise, y ~ K_σ(y | x) (a noise family of
 :mod:`serialrepro.families`), and reconstructs it with its prior p by Bayes' rule,

@@ -1,4 +1,4 @@
-"""The Gaussian closed forms of serial reproduction (Xu & Griffiths 2010; DESIGN §1).
+"""The Gaussian closed forms of serial reproduction (Xu & Griffiths 2010; docs/design.md §1).
 
 Prior N(μ0, s0²), perception y = x + N(0, s²), λ = s0²/(s0² + s²). The posterior is
 N(λ y + (1 − λ) μ0, λ s²). Then one iteration is an AR(1),
@@ -96,7 +96,7 @@ def gaussian_chain_ar1(mu0: float, prior_var: float, noise_var: float, rule: str
 
 
 def stationary_var(prior_var: float, noise_var: float, rule: str = "sample") -> float:
-    """s0² for ``sample``; s0⁴ / (2 s0² + s²) for ``mean``/``map`` (DESIGN §1)."""
+    """s0² for ``sample``; s0⁴ / (2 s0² + s²) for ``mean``/``map`` (docs/design.md §1)."""
     _check_positive(prior_var=prior_var, noise_var=noise_var)
     if rule not in AR1_RULES:
         raise unknown_name("response rule", rule, AR1_RULES)

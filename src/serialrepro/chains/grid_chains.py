@@ -1,7 +1,7 @@
 """Exact serial-reproduction chains on grids: propagate distributions, not samples.
 
 For the ``sample`` rule one iteration is literally one reproduction of the engine,
-p_{n+1} = Post ∘ K p_n = :func:`serialrepro.grid.reproduce` (DESIGN §1, §3). For the
+p_{n+1} = Post ∘ K p_n = :func:`serialrepro.grid.reproduce` (docs/design.md §1, §3). For the
 ``mean`` and ``map`` rules the response is a deterministic function r(y) of the percept,
 so the transition matrix is
 

@@ -1,4 +1,4 @@
-"""Experiments as data: a validated config that expands into cells (DESIGN §3).
+"""Experiments as data: a validated config that expands into cells (docs/design.md §3).
 
 A config names an experiment and lists one or more *sweep blocks*. Each block is the
 Cartesian product of its axes — prior, grid, noise family, step, schedule, seed and

@@ -1,4 +1,4 @@
-"""Reference numbers the report compares our results with (DESIGN §2).
+"""Reference numbers the report compares our results with (docs/design.md §2).
 
 ``FIG3_GOLDEN`` holds the Figure 3 scores computed by running the authors' published
 MATLAB code (Swiss roll, gaussian, paper grid h = 0.04, σ 0.01→0.05, serial step);

@@ -1,6 +1,6 @@
 """Noise families as Markov kernels on grids: K p, Kᵀ v and the dense matrix.
 
-A kernel K(y | x) is stored as whatever its structure allows (DESIGN §3):
+A kernel K(y | x) is stored as whatever its structure allows (docs/design.md §3):
 
 * :class:`DenseKernel` — the M×M matrix (rows y, columns x). Works on every grid and is
   the reference the FFT path is tested against; the paper grid (duplicated endpoint)

@@ -1,6 +1,6 @@
 """Priors (data distributions) on grids.
 
-The paper's two priors follow the authors' code exactly (DESIGN §2); the rest extend
+The paper's two priors follow the authors' code exactly (docs/design.md §2); the rest extend
 them: Gaussian mixtures in any grid dimension, a histogram of samples, a greyscale
 image. Every function returns a float64 tensor of shape ``space.shape`` that is
 non-negative and sums to 1. ``mix`` blends in the uniform distribution,
@@ -27,7 +27,7 @@ from serialrepro.grid.space import GridSpace
 
 #: The paper's data mix: 0.9·prior + 0.1·uniform.
 DATA_MIX = 0.1
-#: Three-mode covariance scale, W = 8·0.04² (DESIGN §2).
+#: Three-mode covariance scale, W = 8·0.04² (docs/design.md §2).
 THREE_MODE_W = 8 * 0.04**2
 
 
@@ -50,7 +50,7 @@ def swiss_roll(space: GridSpace, mix: float = DATA_MIX, width: float = 0.04) -> 
     """The paper's Swiss roll: mass 1 within ``width`` of the curve, then mixed.
 
     Curve: s = 0, 0.01, …, 1; t = (3π/2)(1 + 2s); points (t sin t, −t cos t), each
-    coordinate min–max rescaled to [−0.4, 0.4]; plain Euclidean distance (DESIGN §2).
+    coordinate min–max rescaled to [−0.4, 0.4]; plain Euclidean distance (docs/design.md §2).
     """
     if space.dims != 2:
         raise UserInputError(f"the swiss-roll prior is 2-D; the grid has {space.dims} dimension(s)")
@@ -137,7 +137,7 @@ def gaussian_mixture(
 
 
 def three_modes(space: GridSpace, mix: float = DATA_MIX) -> Tensor:
-    """The paper's three-mode density (DESIGN §2), mixed with uniform by ``mix``."""
+    """The paper's three-mode density (docs/design.md §2), mixed with uniform by ``mix``."""
     weights, means, covs = three_mode_components(space.dims)
     return gaussian_mixture(space, means, covs, weights, mix=mix)
 

@@ -1,6 +1,6 @@
 """The optimal diffusion process on a grid, built from one operation: a reproduction.
 
-One **reproduction** (DESIGN §1) perceives through a kernel K and reconstructs with a
+One **reproduction** (docs/design.md §1) perceives through a kernel K and reconstructs with a
 prior q by Bayes' rule: Post(x | y) ∝ K(y | x) q(x). Acting on a distribution v over y,
 
     Post v = q ⊙ Kᵀ (v ⊘ K q).
@@ -246,7 +246,7 @@ def serial_reproduction_sampler(
     kernels: Sequence[GridKernel], marginals: Tensor, start: Tensor,
     callback: Callback | None = None,
 ) -> Trajectory:
-    """r_{t−1} = Post_t K_t r_t from r_T = ``start`` (DESIGN §1, the paper's sampler)."""
+    """r_{t−1} = Post_t K_t r_t from r_T = ``start`` (docs/design.md §1, the paper's sampler)."""
     return _sampler(kernels, marginals, start, True, "serial", callback)
 
 
@@ -556,7 +556,7 @@ def simulate(
     callback: Callback | None = None,
     keep: str = "auto",
 ) -> SimulationResult:
-    """Run the paper's optimal-diffusion simulation and score it (DESIGN §2).
+    """Run the paper's optimal-diffusion simulation and score it (docs/design.md §2).
 
     ``data`` is q_0 on ``space`` (device and dtype follow it). ``start`` defaults to the
     family's limit distribution p_F. ``info`` adds per-step H(Y|X) and I(X;Y) of the

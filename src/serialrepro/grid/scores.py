@@ -1,4 +1,4 @@
-"""Scores of a simulation, in bits, exactly as the authors compute them (DESIGN §2).
+"""Scores of a simulation, in bits, exactly as the authors compute them (docs/design.md §2).
 
 ε = 2.220446049250313e−16 (MATLAB's ``eps``) is added inside every log ratio:
 KL(P‖Q) = Σ P log₂((P + ε)/(Q + ε)).

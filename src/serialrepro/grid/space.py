@@ -2,7 +2,7 @@
 
 Both live on the unit torus [−0.5, 0.5)^D with minimum-image offsets.
 
-* The **paper grid** (DESIGN §2) has coordinates −0.5, −0.5 + h, …, 0.5 on each axis,
+* The **paper grid** (docs/design.md §2) has coordinates −0.5, −0.5 + h, …, 0.5 on each axis,
   *including both endpoints*, which are the same point of the torus. Kernels on it are
   not circulant, so only the dense backend applies. ``h = 0.04`` gives 26 points per
   axis, ``h = 0.025`` gives 41.

@@ -11,7 +11,7 @@ timesteps. The reverse steps are methods here (the maths), and the samplers in
 - :meth:`Diffusion.ddim_step`: DDIM (Song et al. 2021, eq. 12) with η.
 - :meth:`Diffusion.reproduction_step`: the serial-reproduction step: x̂_0 from the net, then
   re-noise to the previous level with the family, x_{t−1} = D(x̂_0, t−1) (cold diffusion
-  Algorithm 1; DESIGN §1).
+  Algorithm 1; docs/design.md §1).
 - :meth:`Diffusion.cold_step`: cold diffusion Algorithm 2,
   x_{t−1} = x_t − D(x̂_0, t) + D(x̂_0, t−1), both degradations with the same noise draw.
 """

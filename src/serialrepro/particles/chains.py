@@ -1,6 +1,6 @@
 """Monte-Carlo serial-reproduction chains in continuous space, many chains at once.
 
-Iteration n of every chain (DESIGN §1): perceive y ~ K_{σ_n}(· | x_n) with the agent's
+Iteration n of every chain (docs/design.md §1): perceive y ~ K_{σ_n}(· | x_n) with the agent's
 noise family, respond x' by the agent's rule from Post(· | y) ∝ K(y | ·) p, add
 production noise x_{n+1} ~ K'_τ(· | x'), and on circular spaces wrap onto [−0.5, 0.5).
 All chains of a block advance together as one tensor; randomness comes from per-block

@@ -1,6 +1,6 @@
 """Posteriors of a Bayesian agent in continuous space, and its response to them.
 
-Two routes (DESIGN §1, Post(x | y) ∝ K_σ(y | x) p(x)):
+Two routes (docs/design.md §1, Post(x | y) ∝ K_σ(y | x) p(x)):
 
 * **closed form** — Gaussian-mixture prior Σ_k π_k N(m_k, C_k) with gaussian noise
   N(x, σ²I) on a non-circular space: the posterior is the mixture with

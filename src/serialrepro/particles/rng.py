@@ -5,7 +5,7 @@ randomness from its own ``torch.Generator`` seeded from (seed, b) through NumPy'
 ``SeedSequence`` (well-mixed, collision-resistant seeds), and every draw inside a block
 has the full block shape (a partial last block is padded and sliced). So chain i's
 trajectory depends only on (seed, i): running 10 chains or 10 000 chains with the same
-seed gives the same first 10 chains (the per-sample-seed habit of EDM, STYLE.md), while
+seed gives the same first 10 chains (the per-sample-seed habit of EDM, docs/style.md), while
 each block is vectorised over its chains.
 """
 
