@@ -57,8 +57,11 @@ def compute_cell(spec: dict, keep: bool = False, threads: int | None = 1,
         torch.manual_seed(int(spec["seed"]))
         space = parse_grid(spec["grid"])
         data = make_prior(spec["prior"], space)
+        # a cell that keeps its distributions saves every step (the figures index them by
+        # step); otherwise only what the scores need
         result = simulate(data, spec["noise"], spec["sigmas"], space, step=spec["step"],
-                          backend=spec["backend"], info=False)
+                          backend=spec["backend"], info=False,
+                          keep="all" if keep else "none")
         seconds = time.perf_counter() - t0
     finally:
         torch.set_num_threads(previous)
