@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import sys
 import types
 from html.parser import HTMLParser
@@ -340,6 +341,11 @@ def test_quick_run_says_where_it_writes_and_time_by_stage(quick_run):
     for name in ("grid cells", "figures", "report", "total"):
         assert name in stage
     assert "Figure 4" not in stage  # skipped: no Figure 4 stage
+    # the cells line reports the cells' stage, not the whole run
+    cells_line = next(ln for ln in lines if " cells (" in ln and " reused, " in ln)
+    cells_s = float(re.search(r"in ([0-9.]+) s$", cells_line).group(1))
+    grid_s = float(re.search(r"grid cells ([0-9.]+) s", stage).group(1))
+    assert abs(cells_s - grid_s) <= 0.051, (cells_line, stage)
     # output holds stdout and stderr: no Python warning reached the terminal
     assert "Warning:" not in output and "warnings.warn" not in output
     assert (out / "run.log").read_text().count("writing to") == 1
