@@ -127,7 +127,7 @@ def test_chains_simulate_help_lists_the_shipped_configs():
 
 def test_sampler_auto_is_explained():
     text = _option_help(("sample",), "--sampler")
-    assert re.search(r"auto \(ddpm for variance-preserving families, else serial\)", text)
+    assert re.search(r"auto \(ddpm for variance-preserving families, else x0-renoise\)", text)
 
 
 def test_help_is_quick_to_import(tmp_path):

@@ -1,5 +1,6 @@
 """One name per concept across the command line: the noise family (``--noise``, alias
-``--family``), the serial-reproduction step (``serial``, alias ``reproduction``), shipped
+``--family``), the serial-reproduction step (``serial``, only the paper's step; the models'
+cold Algorithm 1 is ``x0-renoise``, old name ``reproduction``), shipped
 configs by name (``chains simulate NAME`` like ``run NAME``), iteration counts (reproductions
 after the start), and ``families`` derived from both family registries."""
 
@@ -30,28 +31,34 @@ def test_family_is_an_alias_of_noise_in_simulate():
     assert a == b and a["kl_bits"] != c["kl_bits"]
 
 
-def test_reproduction_is_an_alias_of_the_serial_step():
+def test_serial_is_the_papers_step_only_on_the_grid():
+    """``reproduction`` names the models' cold Algorithm 1 (a posterior-mean agent); it is
+    not accepted as a grid step, so one word never means two different steps."""
     s = _scores(run(*FAST, "--step", "serial"))
-    r = _scores(run(*FAST, "--step", "reproduction"))
     a = _scores(run(*FAST, "--step", "ancestral"))
-    assert s == r and s["kl_bits"] != a["kl_bits"]
+    assert s["kl_bits"] != a["kl_bits"]
+    r = run(*FAST, "--step", "reproduction")
+    assert r.returncode == 2 and "serial" in r.stderr and "ancestral" in r.stderr
 
 
-def test_noise_and_serial_sampler_in_the_model_commands(tmp_path):
+def test_noise_and_x0_renoise_sampler_in_the_model_commands(tmp_path):
     run_dir = tmp_path / "run"
     r = run("train", "--run-dir", str(run_dir), "--noise", "uniform", "--timesteps", "30",
             "--steps", "3", "--width", "8", "--device", "cpu", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert json.loads((run_dir / "config.json").read_text())["family"] == "uniform"
     outs = {}
-    for name in ("serial", "reproduction", "ddpm"):
+    for name in ("x0-renoise", "reproduction", "ddpm"):
         out = tmp_path / f"{name}.npz"
         r = run("sample", "--run-dir", str(run_dir), "--out", str(out), "--n", "20",
                 "--sampler", name, "--seed", "3")
         assert r.returncode == 0, r.stderr
         outs[name] = np.load(out)["samples"]
-    assert np.array_equal(outs["serial"], outs["reproduction"])
-    assert not np.array_equal(outs["serial"], outs["ddpm"])
+    assert np.array_equal(outs["x0-renoise"], outs["reproduction"])
+    assert not np.array_equal(outs["x0-renoise"], outs["ddpm"])
+    r = run("sample", "--run-dir", str(run_dir), "--out", str(tmp_path / "s.npz"), "--n", "5",
+            "--sampler", "serial")  # the paper's step on a network is not built: refused
+    assert r.returncode == 2 and "x0-renoise" in r.stderr
 
 
 def test_families_lists_both_registries_with_their_representations():

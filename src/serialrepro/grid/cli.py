@@ -78,9 +78,6 @@ def check_output_path(path: Path, suffixes=FIGURE_SUFFIXES) -> Path:
     return path
 
 
-#: Other names accepted for a step: ``reproduction`` is what ``sample --sampler`` used to call
-#: the serial-reproduction step; ``serial`` is the one name now.
-STEP_ALIASES = {"reproduction": "serial"}
 #: Values of the option-like choices of ``simulate`` (tests check them against the registries).
 PRIOR_HELP = "the data distribution: swiss-roll, three-modes, or image:PATH (a greyscale image)"
 STEP_HELP = ("the reverse step: serial (the paper's serial-reproduction step: re-noise with "
@@ -129,7 +126,6 @@ def simulate_command(
 
     # Validate everything, and check the cost by arithmetic, before any work: the levels
     # and the prior are built only once the whole simulation is known to fit.
-    step = STEP_ALIASES.get(step, step)
     family = get_family(noise)
     get_sampler(step)
     space = parse_grid(grid, dims)

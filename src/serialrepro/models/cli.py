@@ -20,9 +20,10 @@ DATASET_HELP = ("training data: swiss-roll, two-moons, eight-gaussians, checkerb
 NOISE_HELP = ("noise family of the forward process: gaussian, laplace, uniform, student-t "
               "(variance preserving: eps or x0 prediction), fade-uniform, mask, blur (images; "
               "x0 prediction). --family is an alias. See `serialrepro families`")
-SAMPLER_HELP = ("auto (ddpm for variance-preserving families, else serial), ddpm (ancestral), "
-                "ddim, serial (the paper's serial-reproduction step: re-noise, then "
-                "reconstruct; alias: reproduction) or cold (cold diffusion's Algorithm 2)")
+SAMPLER_HELP = ("auto (ddpm for variance-preserving families, else x0-renoise), ddpm "
+                "(ancestral), ddim, x0-renoise (cold diffusion's Algorithm 1: predict x0, "
+                "re-noise it to t-1 -- a posterior-mean agent, not the paper's serial step; "
+                "old name: reproduction) or cold (cold diffusion's Algorithm 2)")
 DEVICE_HELP = "torch device: cpu, cuda or cuda:N (default: cuda if available, else cpu)"
 SEED_HELP = "seed of everything random in this command"
 

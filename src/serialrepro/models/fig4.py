@@ -383,10 +383,11 @@ def _notes(table: pd.DataFrame, warnings_seen: list[str], floors: dict[str, floa
         lines.append(line + ".")
     if (table["sampler"] == "reproduction").any():
         lines.append(
-            "The serial-reproduction step re-noises x̂_0 = E[x_0 | x_t] (the MSE-trained net's"
-            " posterior mean), i.e. each step is a posterior-mean agent, whose chain shrinks"
-            " the variance instead of keeping the prior (docs/design.md §1): more steps mean more"
-            " shrinkage, so this sampler can get worse with more steps.")
+            "The reproduction curve is x0-renoise (cold diffusion's Algorithm 1): it re-noises"
+            " x̂_0 = E[x_0 | x_t] (the MSE-trained net's posterior mean), i.e. each step is a"
+            " posterior-mean agent (not the paper's serial-reproduction step); such a chain"
+            " shrinks the variance instead of keeping the prior (docs/design.md §1): more steps"
+            " mean more shrinkage, so this sampler can get worse with more steps.")
     lines.append("Absolute FIDs use a locally trained classifier's features, not Inception:"
                  " compare trends with the paper, not values.")
     lines.extend(f"warning: {w}" for w in warnings_seen)

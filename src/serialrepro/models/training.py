@@ -379,9 +379,12 @@ def _progress(enabled: bool):
 
 
 #: The command line's name for each sampler of :data:`serialrepro.models.samplers.SAMPLERS`
-#: where it differs: the serial-reproduction step is ``serial`` everywhere (``simulate
-#: --step serial``), and the registry's ``reproduction`` stays accepted as an alias.
-SAMPLER_PUBLIC_NAMES = {"reproduction": "serial"}
+#: where it differs. The registry's ``reproduction`` is cold diffusion's Algorithm 1 (x̂_0
+#: re-noised to t−1: a posterior-*mean* agent, docs/design.md §3); it is not the paper's
+#: serial-reproduction step (re-noise x_t, then draw from the step-t posterior), which is
+#: what ``serial`` means on the grid, so it is ``x0-renoise`` here and ``reproduction``
+#: stays accepted as its old name.
+SAMPLER_PUBLIC_NAMES = {"reproduction": "x0-renoise"}
 
 
 def sampler_names() -> list[str]:
@@ -393,7 +396,7 @@ def sampler_names() -> list[str]:
 
 def resolve_sampler(name: str, variance_preserving: bool) -> str:
     """The registry key of a user's sampler name; ``auto`` is DDPM for variance-preserving
-    families and the serial-reproduction step otherwise."""
+    families and ``x0-renoise`` (cold diffusion's Algorithm 1) otherwise."""
     from serialrepro.errors import unknown_name
     from serialrepro.models.samplers import SAMPLERS
 
