@@ -17,7 +17,6 @@ from serialrepro.grid import (
     check_schedule,
     make_kernel,
 )
-from serialrepro.grid import kernels as kernels_module
 
 ALL = sorted(FAMILIES)
 #: levels exercising each family: narrow and wide (fades: the end points and between)
@@ -190,11 +189,12 @@ def test_bad_schedules() -> None:
 
 
 def test_dense_kernel_too_large_for_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels_module, "_available_bytes", lambda device=None: 1 << 20)
+    monkeypatch.setenv("SERIALREPRO_MEMORY_LIMIT", "1MiB")  # the one memory limit (budget)
     with pytest.raises(UserInputError) as err:
         make_kernel(GridSpace.torus(64), "gaussian", 0.1, backend="dense")
     msg = str(err.value)
-    assert "M=4096" in msg and "GiB" in msg and "fft" in msg and "\n" not in msg
+    assert "M=4096" in msg and "needs about 640 MiB" in msg and "the limit is 1 MiB" in msg
+    assert "fft" in msg and "\n" not in msg
     # the FFT path needs no dense matrix, so it still works
     assert make_kernel(GridSpace.torus(64), "gaussian", 0.1).backend == "fft"
 

@@ -16,7 +16,6 @@ device and dtype follow the kernel, which follows its ``device`` argument.
 from __future__ import annotations
 
 import math
-import os
 from abc import ABC, abstractmethod
 from functools import lru_cache
 
@@ -421,31 +420,23 @@ def _dense_offsets(space: GridSpace, device: str, dtype: torch.dtype) -> list[Te
     return space.dense_offsets(dtype, torch.device(device))
 
 
-def _available_bytes(device) -> int:
-    dev = torch.device(device or "cpu")
-    if dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
 def check_dense_fits(space: GridSpace, device=None) -> None:
-    """Refuse a dense kernel whose matrix and offset tables would not fit in memory."""
+    """Refuse a dense kernel whose matrix and offset tables would not fit in memory: on a
+    GPU against its free memory, on the CPU through :func:`serialrepro.budget.check_memory`
+    (available memory, ``RLIMIT_AS`` and ``$SERIALREPRO_MEMORY_LIMIT``)."""
+    from serialrepro.budget import check_memory, format_bytes
+
     need = space.dense_bytes * (space.dims + 3)
-    avail = _available_bytes(device)
-    if need > 0.8 * avail:
-        raise UserInputError(
-            f"grid {space.label} has M={space.size} points: a dense kernel needs about "
-            f"{need / 2**30:.1f} GiB but {avail / 2**30:.1f} GiB is available; use a torus grid "
-            "with --backend fft (or auto), or a coarser grid"
-        )
+    request = f"grid {space.label} has M={space.size} points: a dense kernel"
+    hint = "use a torus grid with --backend fft (or auto), or a coarser grid"
+    dev = torch.device(device or "cpu")
+    if dev.type != "cuda":
+        check_memory(request, need, hint)
+        return
+    free, _ = torch.cuda.mem_get_info(dev)
+    if need > 0.8 * free:
+        raise UserInputError(f"{request} needs about {format_bytes(need)} but "
+                             f"{format_bytes(free)} of GPU memory is free; {hint}")
 
 
 def resolve_backend(space: GridSpace, backend: str = "auto") -> str:
