@@ -26,3 +26,55 @@ def test_a_kept_cell_saves_every_step_even_when_the_engine_would_keep_only_the_e
     np.testing.assert_allclose(arrays["marginals"].reshape(4, -1).sum(axis=1), 1.0, atol=1e-12)
     plain, none = compute_cell(_payload(_cell(T=3)), keep=False)
     assert none is None and plain["scores"] == record["scores"]
+
+
+DRIVER = """
+import time
+
+from serialrepro.experiments.runner import worker_pool
+
+if __name__ == "__main__":  # spawned workers import this file again
+    pool = worker_pool(2)
+    futures = [pool.submit(time.sleep, 120) for _ in range(2)]
+    while len(pool._processes) < 2 or not all(f.running() for f in futures):
+        time.sleep(0.1)
+    print(" ".join(str(p) for p in pool._processes), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_pool_workers_die_with_a_killed_driver(tmp_path):
+    """SIGKILL of the driver (what the OOM killer does) runs no clean-up; its pool workers
+    must end by themselves instead of living on under PID 1, each holding its memory."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = __import__("pytest").importorskip("psutil")
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        pids = [int(p) for p in driver.stdout.readline().split()]
+        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+        time.sleep(1.5)  # the workers are sleeping in their task, not dying at start-up
+        assert all(psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in pids if psutil.pid_exists(p)
+                     and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"workers {alive} outlived their driver"
+    finally:
+        driver.kill()
+        for p in pids:  # never leave a sleeping worker behind, even when the test fails
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

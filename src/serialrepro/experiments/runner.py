@@ -155,14 +155,56 @@ def run_cells(
     return RunStats(len(cells), cached, len(pending), time.perf_counter() - t0, executor)
 
 
+#: how often a pool worker checks that its driver is still alive (seconds)
+PARENT_POLL_SECONDS = 0.5
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: end this worker when the driver ``parent_pid`` dies.
+
+    A driver killed outright (SIGKILL, the OOM killer) runs no clean-up, and its workers
+    would live on re-parented to PID 1, each holding its memory. On Linux the kernel is
+    asked to send SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); everywhere, a daemon
+    thread also watches for the change of parent and exits.
+    """
+    import os
+    import threading
+
+    if os.getppid() != parent_pid:  # the driver died before this worker started
+        os._exit(1)
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="serialrepro-parent-watch", daemon=True).start()
+
+
+def worker_pool(workers: int):
+    """The local process pool of ``--workers N``: spawned workers (forking a process that
+    has started torch's thread pools can hang) that die with their driver."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
 def _pool_results(pending: Sequence[Cell], workers: int, threads: int | None,
                   ) -> Iterator[tuple]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    # spawn, not fork: forking a process that has started torch's thread pools can hang
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with worker_pool(workers) as pool:
         futures = {pool.submit(compute_cell, _payload(c), c.keep, threads): c for c in pending}
         try:
             for fut in as_completed(futures):
