@@ -86,3 +86,27 @@ def test_unreachable_scheduler_is_a_user_error(tmp_path, monkeypatch):
     with pytest.raises(UserInputError, match="cannot reach the Dask scheduler"):
         run_experiments([parse_config(SWEEP)], tmp_path / "z",
                         scheduler=f"tcp://127.0.0.1:{port}", progress=False)
+    assert not (tmp_path / "z").exists()  # refused before config.resolved.yaml / run.json
+
+
+@pytest.mark.parametrize("address", [
+    "localhost", "tcp://", "tcp://:8786", "tcp://host", "tcp://host:abc", "tcp://host:0",
+    "tcp://host:99999", "foo://host:1", "tcp://a b:1", "tcp://host/x:1", "x" * 5000,
+])
+def test_malformed_scheduler_addresses_are_refused_at_once(tmp_path, address):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(UserInputError, match="not a Dask address") as err:
+        run_experiments([parse_config(SWEEP)], tmp_path / "w", scheduler=address,
+                        progress=False)
+    assert time.perf_counter() - t0 < 2 and len(str(err.value)) < 400
+    assert "\n" not in str(err.value) and not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "tls://node-3.cluster:8786",
+                                     "tcp://[::1]:8786", "ws://h:1"])
+def test_well_formed_scheduler_addresses_pass_the_check(address):
+    from serialrepro.experiments.runner import check_scheduler_address
+
+    check_scheduler_address(address)

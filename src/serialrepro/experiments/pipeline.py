@@ -40,7 +40,7 @@ from serialrepro.experiments.report import (
     render_report,
 )
 from serialrepro.experiments.results import build_table, write_table
-from serialrepro.experiments.runner import RunStats, check_executor, run_cells
+from serialrepro.experiments.runner import RunStats, check_executor, probe_scheduler, run_cells
 from serialrepro.experiments.store import CellStore
 
 FIG4_PRESETS = {True: "quick", False: "digits-cpu"}
@@ -195,6 +195,8 @@ def run_experiments(
     if len(set(names)) != len(names):
         raise UserInputError(f"experiment names must be unique; got {', '.join(names)}")
     per_config = {c.name: expand(c, quick=quick) for c in configs}
+    if scheduler is not None:
+        probe_scheduler(scheduler)  # unreachable: refused before any file is written
     if out_dir.exists() and not out_dir.is_dir():
         raise UserInputError(f"output path {str(out_dir)!r} exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)

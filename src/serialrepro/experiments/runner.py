@@ -120,9 +120,37 @@ def check_executor(workers: int, scheduler: str | None, threads: int | None = 1)
         if workers != 1:
             raise UserInputError("give either --workers N (a local pool) or --scheduler "
                                  "ADDRESS (a Dask cluster), not both")
-        if "://" not in scheduler or not scheduler.split("://", 1)[1]:
-            raise UserInputError(
-                f"--scheduler {scheduler!r} is not a Dask address; use e.g. tcp://HOST:PORT")
+        check_scheduler_address(scheduler)
+
+
+#: transports of a Dask scheduler address (``distributed.comm``)
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_scheduler_address(address: str) -> None:
+    """Refuse, without importing or connecting to anything, a ``--scheduler`` value that
+    is not SCHEME://HOST:PORT (a malformed address made ``distributed`` print a traceback
+    after a 30 s wait)."""
+    bad = (f"--scheduler {address[:200]!r} is not a Dask address; use SCHEME://HOST:PORT "
+           f"with SCHEME one of {', '.join(SCHEDULER_SCHEMES)} (e.g. tcp://10.0.0.5:8786)")
+    scheme, sep, location = address.partition("://")
+    host, colon, port = location.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # IPv6
+    if (not sep or scheme not in SCHEDULER_SCHEMES or not colon or not host
+            or any(ch.isspace() or ch in "/?#@" for ch in host)
+            or not port.isdigit() or not 0 < int(port) < 65536):
+        raise UserInputError(bad)
+
+
+def probe_scheduler(address: str) -> None:
+    """Connect to the Dask scheduler at ``address`` once and let go: an unreachable
+    cluster is a one-line error before a run writes anything."""
+    from distributed import Client
+
+    try:
+        Client(address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False).close()
+    except (OSError, TimeoutError) as exc:
+        raise UserInputError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
 
 
 def run_cells(
