@@ -188,11 +188,10 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                     cell.parent.mkdir(parents=True, exist_ok=True)
                     steps = cfg.num_timesteps // stride
                     bar.doing(f"{dataset} · {family} · {variant} · k={stride} ({steps} steps)")
-                    fresh = not cell.exists()
+                    row = _read_cell(cell)  # None: never ran, or unreadable (recomputed)
+                    fresh = row is None
                     t0 = time.perf_counter()
-                    if not fresh:
-                        row = json.loads(cell.read_text())
-                    else:
+                    if fresh:
                         # the same seed at every stride (common random numbers: every
                         # stride starts from the same x_T), so differences between strides
                         # are not sampling noise of the starting points
@@ -211,7 +210,7 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                             "train_steps": trained.step, "train_seconds": train_s,
                             "sample_seconds": sample_s, "warning": res.warning or "",
                         }
-                        atomic.write_text(cell, json.dumps(row, indent=2))
+                        atomic.write_text(cell, atomic.dumps_strict(row, indent=2))
                     if row["warning"] and row["warning"] not in warnings_seen:
                         warnings_seen.append(row["warning"])
                     rows.append(row)
@@ -228,6 +227,35 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
     return Fig4Result(table, figure, notes, samples)
 
 
+#: the numbers every finished Figure 4 cell holds
+CELL_NUMBERS = ("stride", "steps", "fid", "kid", "kid_std", "n_samples")
+
+
+def _finite_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _read_json_or_none(path: Path) -> dict | None:
+    """A cached JSON object, or None when it is missing or unreadable (strict JSON)."""
+    from serialrepro.loaders import load_json
+
+    if not path.exists():
+        return None
+    try:
+        return load_json(path, "Figure 4 cache file")
+    except UserInputError:
+        return None
+
+
+def _read_cell(cell: Path) -> dict | None:
+    """A finished cell's row, or None when there is none or it cannot be trusted (torn,
+    edited to a non-number, NaN): such a cell is computed again, never reused."""
+    row = _read_json_or_none(cell)
+    if row is None or not all(_finite_number(row.get(k)) for k in CELL_NUMBERS):
+        return None
+    return row if isinstance(row.get("warning", ""), str) else None
+
+
 def _trained_steps(model_dir: Path) -> int:
     """Training steps already in ``model_dir``'s checkpoint (0 without one)."""
     from serialrepro.models.training import CHECKPOINT_FILE
@@ -235,7 +263,13 @@ def _trained_steps(model_dir: Path) -> int:
     ck = model_dir / CHECKPOINT_FILE
     if not ck.exists():
         return 0
-    return int(torch.load(ck, map_location="cpu", weights_only=True)["step"])
+    from serialrepro.loaders import load_checkpoint
+
+    state = load_checkpoint(ck, what="Figure 4 checkpoint")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise UserInputError(f"Figure 4 checkpoint {str(ck)!r} has no training step; delete "
+                             "it to train again")
+    return state["step"]
 
 
 class _Fig4Progress:
@@ -322,13 +356,17 @@ def _plot_samples(table: pd.DataFrame, out_dir: Path, path: Path) -> Path | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from serialrepro.loaders import load_checkpoint
+
     rows = []
     for (ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
         pair = []
         for row in (g.nlargest(1, "steps").iloc[0], g.nsmallest(1, "steps").iloc[0]):
             f = out_dir / ds / fam / "cells" / f"{smp}-k{int(row['stride']):02d}.pt"
             if f.exists():
-                x = torch.load(f, weights_only=True)
+                x = load_checkpoint(f, what="Figure 4 sample grid")
+                if not isinstance(x, torch.Tensor) or x.ndim != 4:
+                    continue  # not a grid of images: drawn without it
                 pair.append((f"{int(row['steps'])} steps: FID {row['fid']:.3g}", x))
         if pair:
             rows.append((f"{fam} / {smp}", pair))
@@ -350,11 +388,13 @@ def _noise_floor(path: Path, evaluator: FIDEvaluator, train: torch.Tensor, n: in
                  seed: int) -> float:
     """FID of ``n`` real training images against the held-out set: the best a model can
     score at this sample count (FID is biased upwards at small n), cached in ``path``."""
-    if path.exists():
-        return float(json.loads(path.read_text())["fid"])
+    cached = _read_json_or_none(path)
+    if cached is not None and _finite_number(cached.get("fid")):
+        return float(cached["fid"])
     idx = torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
     res = evaluator(train[idx])
-    atomic.write_text(path, json.dumps({"fid": res.fid, "kid": res.kid, "n": res.n_fake}))
+    atomic.write_text(path, atomic.dumps_strict({"fid": res.fid, "kid": res.kid,
+                                                 "n": res.n_fake}))
     return res.fid
 
 
