@@ -103,19 +103,23 @@ def _first_existing(path: Path) -> Path:
     return p
 
 
+def _check_writable_base(path: Path, base: Path, what: str, verb: str) -> None:
+    """``base``, the deepest existing folder above ``path``, must be a folder we may write."""
+    if not base.is_dir():
+        raise UserInputError(f"{what} {str(path)!r} cannot be {verb}: {str(base)!r} is a "
+                             "file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UserInputError(f"{what} {str(path)!r} cannot be written: {str(base)!r} is "
+                             "read-only")
+
+
 def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
     """Refuse, before anything is computed, a folder that cannot be created or written:
     an existing file, a path below a file, or a read-only place. One line naming it."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserInputError(f"{what} {str(path)!r} exists and is not a folder")
-    base = _first_existing(path)
-    if not base.is_dir():
-        raise UserInputError(f"{what} {str(path)!r} cannot be created: {str(base)!r} is a "
-                             "file, not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise UserInputError(f"{what} {str(path)!r} cannot be written: {str(base)!r} is "
-                             "read-only")
+    _check_writable_base(path, _first_existing(path), what, "created")
     return path
 
 
@@ -125,13 +129,7 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserInputError(f"{what} {str(path)!r} is a folder; give a file name")
-    base = _first_existing(path.parent)
-    if not base.is_dir():
-        raise UserInputError(f"{what} {str(path)!r} cannot be written: {str(base)!r} is a "
-                             "file, not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise UserInputError(f"{what} {str(path)!r} cannot be written: {str(base)!r} is "
-                             "read-only")
+    _check_writable_base(path, _first_existing(path.parent), what, "written")
     if path.exists() and not os.access(path, os.W_OK):
         raise UserInputError(f"{what} {str(path)!r} is read-only")
     return path
