@@ -415,10 +415,13 @@ def sample_from(trained: TrainedModel, n: int, sampler: str = "auto", stride: in
     """Draw ``n`` samples from a trained model with a named sampler on a strided schedule.
 
     ``sampler="auto"`` uses DDPM ancestral sampling for variance-preserving families and
-    the serial-reproduction step (``serial``, alias ``reproduction``) otherwise. With
-    ``per_sample_seeds`` sample i comes from seed + i alone, whatever the batch size (EDM's
-    convention). ``respace`` is ``"recompute"`` (betas recomputed for the stride) or
-    ``"naive"`` (the T-step tables kept: naive striding, see :mod:`serialrepro.models.schedules`).
+    ``x0-renoise`` (cold diffusion's Algorithm 1) otherwise. With ``per_sample_seeds`` every
+    random draw of sample i comes from seed + i alone, whatever ``n`` and the batch size
+    (EDM's convention); the network's float32 arithmetic can still depend on what else is
+    in the batch, so samples agree across batch sizes to float32 round-off amplified over
+    the steps (about 1e-3 after 1000 steps), not bit for bit. ``respace`` is
+    ``"recompute"`` (betas recomputed for the stride) or ``"naive"`` (the T-step tables
+    kept: naive striding, see :mod:`serialrepro.models.schedules`).
     """
     from serialrepro.models.samplers import get_sampler
 
