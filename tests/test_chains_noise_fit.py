@@ -178,18 +178,24 @@ def _vm_mixture(space: GridSpace, centres, kappa) -> torch.Tensor:
     return (dens / dens.sum()).reshape(space.shape)
 
 
+def _exact_transitions(agent, space, q, n_chains: int, n_iterations: int, seed: int):
+    """Transitions (x_n, x_n+1) [C·I, 1] of chains drawn exactly from the agent's dense
+    transition matrix on a 1-D grid, started from the prior q."""
+    t = transition_matrix(agent, space, prior=q)
+    start = torch.multinomial(q.reshape(-1), n_chains, replacement=True,
+                              generator=torch.Generator().manual_seed(seed))
+    idx = sample_grid_chains(t, start, n_iterations, seed=seed).numpy()  # [I+1, C]
+    pts = space.points().numpy()[:, 0]
+    return pts[idx[:-1]].reshape(-1, 1), pts[idx[1:]].reshape(-1, 1)
+
+
 def test_recovers_von_mises_noise_on_the_circle_with_several_attractors() -> None:
     space = GridSpace.torus(360, 1)  # one cell per degree
     centres = (-0.35, -0.05, 0.25)
     q = _vm_mixture(space, centres, 60.0)
     sigma = 0.03  # circular std in turns (10.8°)
     agent = Agent(GridDensityPrior(space, q), "von-mises", sigma, circular=True)
-    t = transition_matrix(agent, space, prior=q)
-    g = torch.Generator().manual_seed(4)
-    start = torch.multinomial(q.reshape(-1), 150, replacement=True, generator=g)
-    idx = sample_grid_chains(t, start, 12, seed=4).numpy()  # [I+1, C]
-    pts = space.points().numpy()[:, 0]
-    x, xn = pts[idx[:-1]].reshape(-1, 1), pts[idx[1:]].reshape(-1, 1)
+    x, xn = _exact_transitions(agent, space, q, 150, 12, seed=4)
     chain = np.tile(np.arange(150), 12)
 
     def dens(p):
@@ -215,12 +221,8 @@ def test_mean_rule_with_production_noise_is_recovered() -> None:
     space = GridSpace.torus(120, 1)
     q = _vm_mixture(space, (-0.2, 0.15), 30.0)
     agent = Agent(GridDensityPrior(space, q), "gaussian", 0.05, "mean", 0.02)
-    t = transition_matrix(agent, space, prior=q)
-    start = torch.multinomial(q.reshape(-1), 200, replacement=True,
-                              generator=torch.Generator().manual_seed(8))
-    idx = sample_grid_chains(t, start, 8, seed=8).numpy()
-    pts = space.points().numpy()
-    fit = fit_noise_level(pts[idx[:-1]].reshape(-1, 1), pts[idx[1:]].reshape(-1, 1),
+    x, xn = _exact_transitions(agent, space, q, 200, 8, seed=8)
+    fit = fit_noise_level(x, xn,
                           prior_density=lambda p: _vm_mixture_np(p[:, 0], (-0.2, 0.15), 30.0),
                           rule="mean", production_sigma_unit=0.02, dims=1, grid_n=120,
                           refine=False)
@@ -233,12 +235,8 @@ def test_weight_levels_are_searched_in_the_unit_interval() -> None:
     space = GridSpace.torus(64, 1)
     q = _vm_mixture(space, (-0.2, 0.15), 30.0)
     agent = Agent(GridDensityPrior(space, q), "fade-uniform", 0.3)
-    t = transition_matrix(agent, space, prior=q)
-    start = torch.multinomial(q.reshape(-1), 300, replacement=True,
-                              generator=torch.Generator().manual_seed(9))
-    idx = sample_grid_chains(t, start, 6, seed=9).numpy()
-    pts = space.points().numpy()
-    fit = fit_noise_level(pts[idx[:-1]].reshape(-1, 1), pts[idx[1:]].reshape(-1, 1),
+    x, xn = _exact_transitions(agent, space, q, 300, 6, seed=9)
+    fit = fit_noise_level(x, xn,
                           prior_density=lambda p: _vm_mixture_np(p[:, 0], (-0.2, 0.15), 30.0),
                           family="fade-uniform", dims=1, grid_n=64)
     assert not fit.level_is_scale and fit.refinements == [(64, fit.sigma_unit)]
