@@ -194,3 +194,10 @@ def test_gaussian_variance_only_where_the_kernel_is_gaussian(name: str) -> None:
     y = torch.tensor([[0.05, -0.02]], dtype=torch.float64)
     want = stats.multivariate_normal(mean=[0, 0], cov=var).logpdf(y[0].numpy())
     assert float(fam.log_prob(y, x, sigma)) == pytest.approx(want, rel=1e-12)
+
+
+def test_aliases_name_the_registered_family_everywhere():
+    from serialrepro.families import FAMILY_ALIASES, get_family
+
+    for alias, name in FAMILY_ALIASES.items():
+        assert alias not in FAMILIES and get_family(alias) is FAMILIES[name]

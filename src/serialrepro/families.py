@@ -576,11 +576,15 @@ FAMILIES: dict[str, NoiseFamily] = {
 }
 
 
+#: other spellings of a registered name, accepted wherever a family is looked up
+FAMILY_ALIASES = {"vonmises": "von-mises", "von_mises": "von-mises"}
+
+
 def get_family(name: str | NoiseFamily) -> NoiseFamily:
-    """Look a family up by name (an instance passes through)."""
+    """Look a family up by name or an alias of it (an instance passes through)."""
     if isinstance(name, NoiseFamily):
         return name
     try:
-        return FAMILIES[name]
+        return FAMILIES[FAMILY_ALIASES.get(name, name)]
     except KeyError:
         raise unknown_name("noise family", name, FAMILIES) from None

@@ -66,9 +66,6 @@ def simulate_cmd(
 #: most histogram bins per axis of the per-iteration densities (``--bins``)
 MAX_BINS = 4096
 
-#: accepted spellings of a family name on the command line -> the registry name
-_FAMILY_ALIASES = {"vonmises": "von-mises", "von_mises": "von-mises"}
-
 
 @chains_app.command("analyze")
 def analyze_cmd(
@@ -151,7 +148,7 @@ def analyze_cmd(
             raise UserInputError(f"--bins {bins} must be ≥ 2")
         check_count("--bins", bins, MAX_BINS, f"use --bins {MAX_BINS} or fewer")
     check_output_folder(out)
-    family = get_family(_FAMILY_ALIASES.get(family, family)).name
+    family = get_family(family).name
     table = load_chains(data, _split(value_cols), chain_col, iteration_col, item_col,
                         _mapping(mapping), json_col, strict,
                         stimulus_cols=_split(stimulus_col) or None, where=where,
