@@ -26,6 +26,20 @@ SAMPLER_HELP = ("auto (ddpm for variance-preserving families, else x0-renoise), 
                 "old name: reproduction) or cold (cold diffusion's Algorithm 2)")
 DEVICE_HELP = "torch device: cpu, cuda or cuda:N (default: cuda if available, else cpu)"
 SEED_HELP = "seed of everything random in this command"
+DIFFUSERS_HELP = ("a diffusers UNet2DModel folder written by save_pretrained, with its "
+                  "scheduler_config.json beside it, or a DDPMPipeline folder (unet/, "
+                  "scheduler/); read locally, needs `pip install diffusers`. Instead of "
+                  "--run-dir")
+
+
+def _model_source(run_dir: Path | None, diffusers_model: Path | None) -> str:
+    """Exactly one of --run-dir and --diffusers-model; the one given, as words."""
+    if (run_dir is None) == (diffusers_model is None):
+        raise UserInputError("give either --run-dir (a model of `serialrepro train`) or "
+                             "--diffusers-model (a saved diffusers UNet2DModel), not "
+                             f"{'both' if run_dir is not None else 'neither'}")
+    return (f"run {run_dir.name}" if run_dir is not None
+            else f"diffusers model {diffusers_model.name}")
 
 
 def train_cmd(
@@ -101,8 +115,11 @@ def train_cmd(
 
 
 def sample_cmd(
-    run_dir: Path = typer.Option(..., "--run-dir", metavar="DIR",
-                                 help="a run directory written by `serialrepro train`"),
+    run_dir: Path | None = typer.Option(None, "--run-dir", metavar="DIR",
+                                        help="a run directory written by `serialrepro "
+                                        "train` (or give --diffusers-model)"),
+    diffusers_model: Path | None = typer.Option(None, "--diffusers-model", metavar="DIR",
+                                                help=DIFFUSERS_HELP),
     out: Path = typer.Option(..., "--out", metavar="FILE.npz",
                              help="output .npz (array 'samples'); a preview FILE.png is "
                              "written beside it"),
@@ -148,11 +165,22 @@ def sample_cmd(
         raise UserInputError(f"number of samples {n} must be at least 1")
     if stride < 1:
         raise UserInputError(f"--stride {stride} must be at least 1")
-    shape = _data_shape(load_run_config(run_dir))
+    source = _model_source(run_dir, diffusers_model)
+    if run_dir is not None:
+        shape = _data_shape(load_run_config(run_dir))
+    else:
+        from serialrepro.models.external import diffusers_data_shape
+
+        shape = diffusers_data_shape(diffusers_model)
     # the samples are held twice (the batches and their concatenation) as float32, and
     # once more as the preview's float64 copy
     check_memory(f"--n {n} samples of shape {shape}", n * math.prod(shape) * 16, "lower --n")
-    trained = load_trained(run_dir, resolve_device(device))
+    if run_dir is not None:
+        trained = load_trained(run_dir, resolve_device(device))
+    else:
+        from serialrepro.models.external import load_diffusers_model
+
+        trained = load_diffusers_model(diffusers_model, resolve_device(device))
     key = resolve_sampler(sampler, trained.process.family.variance_preserving)
     if eta and key != "ddim":
         raise UserInputError("--eta applies to the ddim sampler only")
@@ -161,17 +189,20 @@ def sample_cmd(
                     per_sample_seeds=per_sample_seeds, respace=respace, **kwargs)
     check_samples(x.numpy(), "the samples drawn")  # never write NaN samples
     atomic.write_npz(out, {"samples": x.numpy()})
-    cfg = trained.config
     steps = len(trained.process.respace(stride, respace).timesteps)
     data = None
-    if x.ndim == 2:
-        from serialrepro.data import load_dataset
+    if run_dir is not None:
+        cfg = trained.config
+        what = f"{cfg.dataset} · {cfg.family}"
+        if x.ndim == 2:
+            from serialrepro.data import load_dataset
 
-        data = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir).test.numpy()
+            data = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir).test.numpy()
+    else:
+        what = source
     png = write_sample_preview(
         preview_path(out), x.numpy(), data, seed=seed,
-        title=f"{cfg.dataset} · {cfg.family} · {sampler if sampler != 'auto' else key} · "
-              f"{steps} steps")
+        title=f"{what} · {sampler if sampler != 'auto' else key} · {steps} steps")
     typer.echo(f"wrote {n} samples of shape {tuple(x.shape[1:])} to {out}; preview {png}")
 
 
