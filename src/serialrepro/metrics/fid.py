@@ -170,6 +170,21 @@ def check_fid_features(kind: str, inception_weights: str | Path | None) -> str:
     return kind
 
 
+def fid_feature_network(kind: str, inception_weights: str | Path | None,
+                        classifier_dir: str | Path, data, seed: int = 0,
+                        device: torch.device | str = "cpu", **classifier_options) -> nn.Module:
+    """The feature network of FID/KID: the local classifier of ``data`` (cached in
+    ``classifier_dir``, :func:`cached_classifier`) or the standard Inception-v3 from the
+    local weights file (:func:`serialrepro.metrics.inception.load_fid_inception`)."""
+    check_fid_features(kind, inception_weights)
+    if kind == "inception":
+        from serialrepro.metrics.inception import load_fid_inception
+
+        return load_fid_inception(inception_weights, device)
+    return cached_classifier(classifier_dir, data.train, data.train_labels, seed=seed,
+                             device=device, **classifier_options)
+
+
 def feature_label(feature: nn.Module) -> str:
     """How a report names the features FID was computed with."""
     if isinstance(feature, FeatureClassifier | FeatureExtractor):
