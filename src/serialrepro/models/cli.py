@@ -360,6 +360,15 @@ def fig4_cmd(
     seed: int = typer.Option(0, "--seed", metavar="N", help=SEED_HELP),
     data_dir: Path | None = typer.Option(None, "--data-dir", metavar="DIR",
                                          help="folder with the MNIST .gz files (mnist-gpu)"),
+    diffusers_model: Path | None = typer.Option(
+        None, "--diffusers-model", metavar="DIR",
+        help="sample this saved diffusers UNet2DModel (save_pretrained folder with its "
+        "scheduler_config.json, or a DDPMPipeline folder) instead of training ours: the "
+        "preset's variance-preserving curves run on it; needs `pip install diffusers`"),
+    fid_features: str = typer.Option("classifier", "--fid-features", metavar="NET",
+                                     help=FID_FEATURES_HELP),
+    inception_weights: Path | None = typer.Option(None, "--inception-weights", metavar="PATH",
+                                                  help=INCEPTION_HELP),
     device: str | None = typer.Option(None, "--device", metavar="DEVICE", help=DEVICE_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="show a progress bar"),
@@ -367,12 +376,23 @@ def fig4_cmd(
     """The paper's Figure 4: FID against the number of sampling steps (strides 1..20)."""
     from serialrepro.atomic import check_output_folder
     from serialrepro.devices import resolve_device
+    from serialrepro.metrics.fid import check_fid_features
     from serialrepro.models.fig4 import get_preset, run_fig4
 
     get_preset(preset)
+    check_fid_features(fid_features, inception_weights)
+    if fid_features == "inception":
+        from serialrepro.metrics.inception import load_fid_inception
+
+        load_fid_inception(inception_weights)  # a missing or foreign file: before any work
+    if diffusers_model is not None:
+        from serialrepro.models.external import diffusers_data_shape
+
+        diffusers_data_shape(diffusers_model)
     check_output_folder(out, "fig4 output folder")
     res = run_fig4(out, preset=preset, seed=seed, progress=progress, data_dir=data_dir,
-                   device=resolve_device(device))
+                   device=resolve_device(device), diffusers_model=diffusers_model,
+                   fid_features=fid_features, inception_weights=inception_weights)
     cols = ["dataset", "family", "sampler", "steps", "fid", "kid", "n_samples"]
     typer.echo(res.table[cols].to_string(index=False))
     typer.echo(res.notes)
