@@ -220,3 +220,28 @@ def test_ddpm_on_the_wrapped_model_is_the_diffusers_loop(model_dir, steps):
     # float32 diffusers tables against our float64 ones: ~2e-4 after 100 steps; a timestep
     # off by one or a wrong beta moves the samples by far more
     torch.testing.assert_close(ours.samples, y, rtol=0, atol=1e-3)
+
+
+def test_fig4_runs_the_protocol_on_the_saved_model(tmp_path, model_dir):
+    from serialrepro.models.fig4 import run_fig4
+    from tests.test_models_cli import run
+
+    out = tmp_path / "fig4"
+    res = run_fig4(out, preset="quick", seed=0, progress=False, device="cpu",
+                   diffusers_model=model_dir)
+    model = load_diffusers_model(model_dir)
+    t = res.table
+    assert set(t["model"]) == {"diffusers:unet"} and set(t["family"]) == {"gaussian"}
+    assert sorted(set(t["steps"])) == [5, 10]  # its T = 100 at strides 20 and 10
+    cells = out / "digits" / f"diffusers-{model.fingerprint[:12]}" / "cells"
+    assert len(list(cells.glob("*.json"))) == len(t)
+    assert "model: diffusers UNet2DModel unet (epsilon, T = 100)" in res.notes
+    before = {p: p.stat().st_mtime_ns for p in cells.glob("*.json")}
+    again = run_fig4(out, preset="quick", seed=0, progress=False, device="cpu",
+                     diffusers_model=model_dir)
+    assert {p: p.stat().st_mtime_ns for p in cells.glob("*.json")} == before  # reused
+    assert again.table["fid"].tolist() == t["fid"].tolist()
+    r = run("fig4", "--out", str(tmp_path / "f2"), "--preset", "quick", "--fid-features",
+            "inception", "--inception-weights", str(tmp_path / "missing.pth"))
+    assert r.returncode == 2 and "get pt_inception-2015-12-05-6726825d.pth" in r.stderr
+    assert not (tmp_path / "f2").exists()  # refused before anything was written
