@@ -223,8 +223,9 @@ def test_ddpm_on_the_wrapped_model_is_the_diffusers_loop(model_dir, steps):
 
 
 def test_fig4_runs_the_protocol_on_the_saved_model(tmp_path, model_dir):
-    from serialrepro.models.fig4 import run_fig4
     from tests.test_models_cli import run
+
+    from serialrepro.models.fig4 import run_fig4
 
     out = tmp_path / "fig4"
     res = run_fig4(out, preset="quick", seed=0, progress=False, device="cpu",
