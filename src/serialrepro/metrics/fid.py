@@ -7,7 +7,9 @@ the run directory (``classifier.pt``, loaded with ``weights_only=True``), so eve
 run uses the same feature network. FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018)
 are computed by torchmetrics' ``FrechetInceptionDistance`` / ``KernelInceptionDistance``
 with this module as ``feature``. Absolute values are not comparable with Inception FIDs;
-trends across samplers and step counts are.
+trends across samplers and step counts are. Where the user has the standard weights file,
+``--fid-features inception`` computes FID/KID with the standard Inception-v3 features
+instead (:mod:`serialrepro.metrics.inception`); the classifier stays the offline default.
 """
 
 from __future__ import annotations
