@@ -127,3 +127,34 @@ def test_fid_and_kid_with_inception_features_match_closed_forms(weights):
     np.testing.assert_allclose(same.kid, _kid_closed_form(f_real, f_real), rtol=1e-4,
                                atol=1e-6)
     assert far.kid > _kid_closed_form(f_real, f_near) > same.kid
+
+
+@pytest.mark.slow  # ~600 images through Inception (digits' held-out set, the samples)
+def test_evaluate_uses_the_inception_features_when_asked(tmp_path, weights, monkeypatch):
+    """``evaluate --fid-features inception --inception-weights FILE`` end to end (the
+    network at its smallest input, 75×75, for speed)."""
+    import json
+
+    from tests.test_models_cli import run
+
+    import serialrepro.metrics.inception as inception
+
+    small = inception.load_fid_inception
+    monkeypatch.setattr(inception, "load_fid_inception",
+                        lambda path, device="cpu": small(path, device, input_size=75))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"dataset": "digits"}))
+    x = np.random.default_rng(0).uniform(-1, 1, (24, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", samples=x)
+    r = run("evaluate", "--run-dir", str(run_dir), "--samples", str(tmp_path / "s.npz"),
+            "--fid-features", "inception", "--inception-weights", str(weights[0]), "--json",
+            "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["fid_features"] == "Inception-v3 features (standard FID)"
+    assert out["fid"] > out["real_vs_real"]["fid"] > 0  # uniform noise is far from digits
+    assert not (run_dir / "classifier.pt").exists()  # no local classifier was trained
+    r = run("evaluate", "--run-dir", str(run_dir), "--samples", str(tmp_path / "s.npz"),
+            "--inception-weights", str(weights[0]))
+    assert r.returncode == 2 and "applies to --fid-features inception only" in r.stderr

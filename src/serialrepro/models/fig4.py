@@ -578,8 +578,9 @@ def serial_step_notes(table: pd.DataFrame) -> list[str]:
         else:
             how = "does not improve with more steps, unlike the grid's"
         line = (f"{ds}/{fam}/serial (the paper's serial-reproduction step: one forward step"
-                f" K_t from x_t, then the step-t posterior sample) {how} "
-                f"({fid_trend_sentence(t)}); {grid}")
+                f" K_t from x_t, then the step-t posterior sample) {how} (Spearman ρ(steps,"
+                f" FID) = {t['rho']:+.2f}; FID {t['fid_many']:.3g} at {t['steps_many']} steps,"
+                f" {t['fid_few']:.3g} at {t['steps_few']}); {grid}")
         ddpm = g[g["sampler"] == "ddpm"]
         both = serial.merge(ddpm, on="steps", suffixes=("", "_ddpm"))
         if len(both) >= 3:
