@@ -13,7 +13,9 @@ of :mod:`serialrepro.models.samplers` runs on it unchanged. What is mapped:
   ``trained_betas``), as float64, with ``num_train_timesteps`` of them;
 - **prediction type**: ``epsilon`` → our ε, ``sample`` → our x_0, ``v_prediction``
   (Salimans & Ho 2022) → ε = √ᾱ_t v + √(1 − ᾱ_t) x_t, converted in the adapter;
-- **clipping**: ``clip_sample`` with ``clip_sample_range`` → x̂_0 clipped to ±range.
+- **clipping**: ``clip_sample`` with ``clip_sample_range`` → x̂_0 clipped to ±range;
+- **inference steps**: not taken from the config (``timestep_spacing``, ``steps_offset``
+  say how diffusers picks them); our strides and respacings choose them, as for our models.
 
 What the process cannot represent is refused with one line, never approximated:
 ``variance_type`` other than ``fixed_small``/``fixed_small_log`` (our DDPM step uses the
