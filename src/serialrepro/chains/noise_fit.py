@@ -94,6 +94,7 @@ from serialrepro.chains.grid_chains import nearest_index
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import NoiseFamily, get_family
 from serialrepro.grid.kernels import FFTKernel, GridKernel, make_kernel
+from serialrepro.grid.process import inverse_above
 from serialrepro.grid.space import GridSpace
 from serialrepro.particles.rng import chain_blocks, pad_rows
 
@@ -278,9 +279,9 @@ def response_indices(kernel: GridKernel, q: Tensor, rule: str, circular: bool) -
                              .reshape(-1) for a in range(space.dims)], -1)
             resp = torch.atan2(s, c) / (2 * math.pi)
         else:
-            safe = torch.where(ok, kq.reshape(-1), 1.0)
+            inv = inverse_above(kq, kernel.noise_floor(kq)).reshape(-1)
             resp = torch.stack([kernel.apply(q * pts[:, a].reshape(space.shape)).reshape(-1)
-                                / safe for a in range(space.dims)], -1)
+                                * inv for a in range(space.dims)], -1)
         idx = nearest_index(space, resp)
     elif rule == "map":
         idx = torch.empty(m, dtype=torch.long)
@@ -301,9 +302,9 @@ _KQ_TINY = 1e-290
 
 def _reciprocal(kq: Tensor, floor) -> Tensor:
     """1/K q where K q exceeds the FFT round-off ``floor`` and :data:`_KQ_TINY`, else 0
-    (such percepts count as impossible, as in the engine's posterior)."""
-    ok = (kq > floor) & (kq > _KQ_TINY)
-    return torch.where(ok, 1.0 / torch.where(ok, kq, 1.0), 0.0)
+    (such percepts count as impossible): the engine's own factor of Bayes' rule,
+    :func:`serialrepro.grid.process.inverse_above`."""
+    return inverse_above(kq, max(float(floor), _KQ_TINY))
 
 
 def _separable_terms(space: GridSpace, family: NoiseFamily, sigma: float):
