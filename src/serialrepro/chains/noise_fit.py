@@ -94,7 +94,7 @@ from serialrepro.chains.grid_chains import nearest_index
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import NoiseFamily, get_family
 from serialrepro.grid.kernels import FFTKernel, GridKernel, make_kernel
-from serialrepro.grid.process import inverse_above
+from serialrepro.grid.process import inverse_above, posterior
 from serialrepro.grid.space import GridSpace
 from serialrepro.particles.rng import chain_blocks, pad_rows
 
@@ -379,7 +379,7 @@ def _general_probs(space, family, sigma, q, i, j, rule, production_sigma, produc
     m = space.size
     if rule == "sample":
         kq = kernel.apply(q)
-        r = _reciprocal(kq, kernel.noise_floor(kq)).reshape(1, -1)
+        r = _reciprocal(kq, kernel.noise_floor(kq))
         resp = None
     else:
         resp = response_indices(kernel, q, rule, circular)
@@ -391,9 +391,9 @@ def _general_probs(space, family, sigma, q, i, j, rule, production_sigma, produc
     for c, s0 in enumerate(range(0, len(starts), step)):
         idx = starts[s0:s0 + step]
         col = kernel_columns(kernel, idx)  # K(· | i), [b, M]
-        if resp is None:
-            w = q.reshape(1, -1) * kernel.apply_t((col * r).reshape(len(idx), *space.shape)
-                                                  ).reshape(len(idx), m)
+        if resp is None:  # Post K(· | i), the engine's posterior of each column
+            w = posterior(col.reshape(len(idx), *space.shape), kernel, q, inverse=r
+                          ).reshape(len(idx), m)
         else:
             w = torch.zeros_like(col).index_add_(1, resp, col)
         if prod is not None:
