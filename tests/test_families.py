@@ -11,10 +11,11 @@ import torch
 from scipy import stats
 
 from serialrepro.errors import UserInputError
-from serialrepro.families import FAMILIES, get_family
+from serialrepro.families import FAMILIES, GRID, PARTICLES, family_names, get_family
 from serialrepro.grid import GridSpace, make_kernel
 
-ALL = sorted(FAMILIES)
+#: the families with grid and continuous forms (the tensor-only ones: tests/test_models_*)
+ALL = sorted(set(family_names(GRID)) & set(family_names(PARTICLES)))
 STD = ["gaussian", "laplace", "student-t", "uniform"]
 #: scipy's per-axis marginal of each σ-is-the-std family (standard deviation σ)
 MARGINAL = {
@@ -32,11 +33,12 @@ def _level(name: str) -> float:
 def test_registry() -> None:
     assert set(ALL) == {"gaussian", "bimodal", "trimodal", "fade-uniform", "fade-fixed",
                         "laplace", "uniform", "student-t", "von-mises"}
+    assert set(FAMILIES) - set(ALL) == {"resample-uniform", "mask", "blur"}
     fam = get_family("laplace")
     assert get_family(fam) is fam and fam.name == "laplace"
     with pytest.raises(UserInputError) as err:
         get_family("pink")
-    assert "'pink'" in str(err.value) and all(n in str(err.value) for n in ALL)
+    assert "'pink'" in str(err.value) and all(n in str(err.value) for n in FAMILIES)
 
 
 @pytest.mark.parametrize("name", ALL)
