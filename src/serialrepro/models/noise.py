@@ -28,19 +28,16 @@ from torch import Tensor
 
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import (
-    BLUR_JITTER,
     FAMILIES,
     MIN_ABAR,
     TENSOR,
     GeneratorLike,
     NoiseFamily,
     append_dims,
-    draw,
     family_names,
 )
 
-__all__ = ["BLUR_JITTER", "MIN_ABAR", "TENSOR_FAMILIES", "GeneratorLike", "TensorFamily",
-           "append_dims", "draw", "make_family"]
+__all__ = ["TENSOR_FAMILIES", "GeneratorLike", "TensorFamily", "append_dims", "make_family"]
 
 
 class TensorFamily:
