@@ -440,3 +440,18 @@ def test_a_family_added_in_one_class_is_picked_up_everywhere(added_family, capsy
         "noise": "wide-test", "T": 3, "grid": "torus:16",
         "schedule": {"kind": "linear", "start": 0.02, "end": 0.04, "match_std": True}}]}))
     assert list(cells[0].sigmas) == pytest.approx([0.01, 0.015, 0.02])
+
+
+def test_only_a_class_that_names_itself_registers() -> None:
+    from serialrepro.families import Gaussian
+
+    before = dict(FAMILIES)
+
+    class Variant(Gaussian):  # inherits the name "gaussian": not a new family
+        pass
+
+    assert FAMILIES == before and type(FAMILIES["gaussian"]) is Gaussian
+    with pytest.raises(TypeError, match="two noise families are named 'laplace'"):
+        class Twin(Gaussian):
+            name = "laplace"
+    assert FAMILIES == before

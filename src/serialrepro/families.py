@@ -171,10 +171,16 @@ class NoiseFamily:
     images_only: bool = False
 
     def __init_subclass__(cls, register: bool = True, **kwargs) -> None:
-        # ``register=False`` keeps a variant out of the registry (a test's private family)
+        # Only a class that names itself registers (a subclass inheriting its parent's name
+        # is a variant, not a new family); ``register=False`` keeps a named variant out (a
+        # test's private family). Two families cannot share a name.
         super().__init_subclass__(**kwargs)
-        if cls.name and register:
-            FAMILIES[cls.name] = cls()
+        if not (register and cls.__dict__.get("name")):
+            return
+        if cls.name in FAMILIES:
+            raise TypeError(f"two noise families are named {cls.name!r}: "
+                            f"{type(FAMILIES[cls.name]).__qualname__} and {cls.__qualname__}")
+        FAMILIES[cls.name] = cls()
 
     # -- what the family offers ---------------------------------------------------------
     def offers(self, representation: str) -> bool:
