@@ -13,7 +13,8 @@ import pandas as pd
 #: |Spearman ρ(steps, FID)| above this counts as a trend (below: "no clear trend")
 TREND_RHO = 0.3
 #: a rising trend shows the paper's effect only if FID at the fewest steps is at least this
-#: multiple of FID at the most steps (FID at a few hundred samples varies by ~10 %)
+#: multiple of FID at the most steps (a smaller rise is within the sampling noise of FID
+#: from a few hundred samples)
 TREND_RATIO = 1.25
 CURVE_KEYS = ("dataset", "family", "sampler")
 
