@@ -35,6 +35,7 @@ from serialrepro.families import (
     NoiseFamily,
     append_dims,
     family_names,
+    get_family,
 )
 
 __all__ = ["TENSOR_FAMILIES", "GeneratorLike", "TensorFamily", "append_dims", "make_family"]
@@ -148,11 +149,11 @@ class TensorFamily:
 def make_family(name: str | NoiseFamily) -> TensorFamily:
     """A fresh tensor adapter of the registered family ``name`` (families with fitted state
     must not be shared between models); a family without a tensor form is refused."""
-    if isinstance(name, NoiseFamily):
-        return TensorFamily(name)
-    if name not in FAMILIES:
-        raise unknown_name("tensor noise family", name, family_names(TENSOR))
-    return TensorFamily(FAMILIES[name])
+    try:
+        family = get_family(name)
+    except UserInputError:
+        raise unknown_name("tensor noise family", name, family_names(TENSOR)) from None
+    return TensorFamily(family)
 
 
 class _TensorFamilies(Mapping):
