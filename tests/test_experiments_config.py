@@ -22,7 +22,7 @@ from serialrepro.experiments.schedules import (
     schedule_shape,
 )
 from serialrepro.experiments.store import CellStore
-from serialrepro.families import FADE_WIDTH, FAMILIES
+from serialrepro.families import FADE_WIDTH, FAMILIES, GRID, family_names
 
 LINEAR = {"kind": "linear", "start": 0.01, "end": 0.05}
 
@@ -199,7 +199,7 @@ def test_shipped_experiments_validate_and_cover_design_table():
     assert {c.step for c in cells["figS2"]} == {"serial", "ancestral"}
     assert [c.T for c in cells["figS5"]] == [2, 3, 6, 12, 24, 48, 100]
     fams = cells["ext-families"]
-    assert {c.noise for c in fams} == set(FAMILIES)
+    assert {c.noise for c in fams} == set(family_names(GRID))
     assert {c.grid for c in fams} == {"torus:64"} and {c.prior for c in fams} == {
         "swiss-roll", "three-modes"}
     assert {c.grid for c in cells["ext-resolution"]} == {f"torus:{n}" for n in (32, 64, 128, 256)}
@@ -304,7 +304,7 @@ def test_list_shows_experiments_families_priors_and_schedules():
 
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0, result.output
-    for name in (*REPRODUCE_ORDER, *FAMILIES, "swiss-roll", "three-modes", "image:PATH",
+    for name in (*REPRODUCE_ORDER, *family_names(GRID), "swiss-roll", "three-modes", "image:PATH",
                  "linear", "geometric", "cosine", "constant", "paper:H", "torus:N"):
         assert name in result.output, name
     assert "  7 cells (7 quick)  Figure 3" in result.output

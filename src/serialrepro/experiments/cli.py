@@ -125,7 +125,7 @@ def list_command() -> None:
     from serialrepro.experiments.catalog import REPRODUCE_ORDER, shipped_config, shipped_names
     from serialrepro.experiments.config import expand
     from serialrepro.experiments.schedules import SCHEDULE_KINDS
-    from serialrepro.families import FAMILIES
+    from serialrepro.families import FAMILIES, GRID, family_names
     from serialrepro.grid.priors import PRIORS
 
     typer.echo("experiments (serialrepro run NAME; * = part of serialrepro reproduce):")
@@ -134,9 +134,9 @@ def list_command() -> None:
         mark = "*" if name in REPRODUCE_ORDER else " "
         typer.echo(f" {mark} {name:15s} {cfg.section:9s} {len(expand(cfg)):4d} cells "
                    f"({len(expand(cfg, quick=True))} quick)  {cfg.title}")
-    typer.echo("noise families (noise:):")
-    for name, fam in FAMILIES.items():
-        typer.echo(f"   {name:13s} {fam.description}")
+    typer.echo("noise families (noise:; the families with a grid form):")
+    for name in family_names(GRID):
+        typer.echo(f"   {name:13s} {FAMILIES[name].description}")
     typer.echo("priors (prior:):")
     for name in PRIORS:
         typer.echo(f"   {name}")

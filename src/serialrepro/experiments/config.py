@@ -26,14 +26,11 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -43,14 +40,19 @@ from pydantic import (
 
 from serialrepro import configio
 from serialrepro.budget import check_memory
-from serialrepro.configio import read_yaml, short_repr
+from serialrepro.configio import StrictModel, read_yaml, short_repr
 from serialrepro.errors import UserInputError, unknown_name
-from serialrepro.experiments.schedules import SCHEDULE_KINDS, Schedule
 from serialrepro.families import get_family
 from serialrepro.grid.kernels import check_dense_fits, check_schedule, resolve_backend
 from serialrepro.grid.priors import PRIORS
 from serialrepro.grid.process import STEPS
 from serialrepro.grid.space import parse_grid
+from serialrepro.schedules import (  # noqa: F401 (MIN_STD_LEVEL: re-exported)
+    MIN_STD_LEVEL,
+    SCHEDULE_KINDS,
+    Schedule,
+    check_representable,
+)
 
 #: bump when the meaning of a stored cell result changes (it is part of every cell key)
 CELL_FORMAT = 1
@@ -59,11 +61,7 @@ PLOTS = ("process", "kl-vs-T", "families", "schedules")
 SECTIONS = ("paper", "extension", "custom")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class IntRange(_Strict):
+class IntRange(StrictModel):
     """Integers from ``start`` to ``stop`` inclusive: every ``step``-th, or ``num`` values
     spaced linearly or logarithmically (rounded, duplicates dropped)."""
 
@@ -101,7 +99,7 @@ class IntRange(_Strict):
         return list(dict.fromkeys(int(round(v)) for v in vals))
 
 
-class FloatRange(_Strict):
+class FloatRange(StrictModel):
     """``num`` floats from ``start`` to ``stop`` inclusive, linear or log spacing."""
 
     start: float
@@ -216,7 +214,7 @@ def _check_step(step: str) -> None:
         raise unknown_name("step", step, STEPS)
 
 
-class ScheduleSpec(_Strict):
+class ScheduleSpec(StrictModel):
     """A schedule shape; ``start``, ``end`` and ``value`` may be lists or ranges, which
     expand into one schedule per combination."""
 
@@ -291,7 +289,7 @@ _AXIS_CHECKS = {"noise": _check_noise, "prior": _check_prior, "grid": _check_gri
 _AXIS_KEYS = {"grid": _grid_label}
 
 
-class _Axes(_Strict):
+class _Axes(StrictModel):
     """The axes a sweep block (and a quick override) can set."""
 
     prior: StrAxis | None = None
@@ -346,7 +344,7 @@ class Sweep(_Axes):
         return self
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictModel):
     """A named experiment: metadata for the report plus its sweep blocks."""
 
     name: Annotated[str, Field(max_length=MAX_NAME_LENGTH,
@@ -440,24 +438,6 @@ def _max_T(value: Any) -> int:
     if isinstance(value, IntRange):
         return max(value.start, value.stop)
     return max(_as_list(value))
-
-
-#: smallest standard deviation whose square is a normal float64 (√2.2e−308): below it
-#: σ² underflows and a kernel exp(−d²/2σ²) becomes 0/0 = NaN at d = 0
-MIN_STD_LEVEL = math.sqrt(sys.float_info.min)
-
-
-def check_representable(family, levels: list[float]) -> list[float]:
-    """Refuse levels that are not finite, or standard deviations so small that σ²
-    underflows in float64 (every score of such a cell would be NaN)."""
-    for t, s in enumerate(levels, start=1):
-        if not math.isfinite(s):
-            raise UserInputError(f"level {t} of the schedule is {s!r}, not a finite number")
-        if family.sigma_is_std and 0 < s < MIN_STD_LEVEL:
-            raise UserInputError(
-                f"level {t} of the schedule, σ={s:g}, is below {MIN_STD_LEVEL:.3g}: σ² "
-                "underflows in float64; use a larger noise level")
-    return levels
 
 
 def cell_bytes(space, T: int, backend: str) -> int:
@@ -555,12 +535,6 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
 
 # -- loading -------------------------------------------------------------------------
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """All problems on one line, each with its key path and truncated values
-    (:func:`serialrepro.configio.format_validation_error` on :class:`ExperimentConfig`)."""
-    return configio.format_validation_error(exc, source, ExperimentConfig)
-
-
 def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     """Validate a config given as a mapping (e.g. from YAML)."""
     if not isinstance(data, dict):
@@ -568,7 +542,8 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserInputError(format_validation_error(exc, source)) from None
+        raise UserInputError(configio.format_validation_error(exc, source, ExperimentConfig)
+                             ) from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

@@ -29,8 +29,8 @@ from serialrepro import atomic
 from serialrepro.data import load_dataset
 from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError, unknown_name
-from serialrepro.experiments.results import fid_trend_sentence, fid_trends
 from serialrepro.metrics.fid import FIDEvaluator
+from serialrepro.metrics.trends import fid_trend_sentence, fid_trends
 from serialrepro.models.schedules import check_respacing
 from serialrepro.models.training import (
     TrainConfig,
@@ -87,8 +87,7 @@ PRESETS: dict[str, Fig4Preset] = {
     "mnist-gpu": Fig4Preset(
         "mnist-gpu", ("mnist",),
         {"gaussian": ("ddpm", "ddim", "x0-renoise", "serial"), "laplace": ("ddpm",),
-         "blur": ("cold",),
-         "fade-uniform": ("cold",)},
+         "blur": ("cold",), "resample-uniform": ("cold",)},
         strides=tuple(range(1, 21)), train_steps=60000, lr=2e-4,
         denoiser_options={"base": 64, "channel_mults": (1, 2, 2)}, n_samples=10000,
         classifier_steps=3000, sample_batch=2500, data_dir="data/mnist"),
@@ -546,20 +545,16 @@ def serial_step_notes(table: pd.DataFrame) -> list[str]:
     and against DDPM on the same model, computed from ``table``.
 
     On the grid (docs/design.md §2, Figure 3 golden values) the exact serial step
-    improves with more steps: KL(r_0 ‖ data) falls as T rises. Here "improves with more
-    steps" is :func:`~serialrepro.experiments.results.fid_trends`' verdict (Spearman
-    ρ(steps, FID) < −0.3 and FID at the fewest steps ≥ 1.25 × FID at the most), and
+    improves with more steps: KL(r_0 ‖ data) falls as T rises, then levels off. Here
+    "improves with more steps" is :func:`~serialrepro.metrics.trends.fid_trends`' verdict
+    (Spearman ρ(steps, FID) < −0.3 and FID at the fewest steps ≥ 1.25 × FID at the most), and
     "tracks DDPM" is a Spearman rank correlation > 0.3 between the two curves' FIDs over
     their shared step counts (three at least).
     """
-    from serialrepro.experiments.golden import FIG3_GOLDEN
-    from serialrepro.experiments.results import TREND_RHO
+    from serialrepro.metrics.trends import TREND_RHO
 
-    grid_t = sorted(FIG3_GOLDEN)
-    grid_kl = [FIG3_GOLDEN[t][0] for t in grid_t]
-    grid = (f"the grid's exact serial step improves with more steps (Figure 3: KL to the data"
-            f" {grid_kl[0]:.3g} bits at T = {grid_t[0]}, {min(grid_kl):.3g} at best, "
-            f"Spearman ρ(T, KL) = {_spearman(grid_t, grid_kl):+.2f})")
+    grid = ("the grid's exact serial step improves with more steps (docs/design.md §2: its"
+            " Figure 3 KL to the data falls as T rises, then levels off)")
     out = []
     trends = {t["curve"]: t for t in fid_trends(table)}
     for (ds, fam), g in table.groupby(["dataset", "family"]):
