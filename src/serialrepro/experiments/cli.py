@@ -122,16 +122,17 @@ def run_command(
 
 def list_command() -> None:
     """Show the shipped experiments, noise families, priors, schedules, steps and grids."""
-    from serialrepro.experiments.catalog import REPRODUCE_ORDER, shipped_config, shipped_names
+    from serialrepro.experiments.catalog import reproduce_names, shipped_config, shipped_names
     from serialrepro.experiments.config import expand
     from serialrepro.experiments.schedules import SCHEDULE_KINDS
     from serialrepro.families import FAMILIES
     from serialrepro.grid.priors import PRIORS
 
     typer.echo("experiments (serialrepro run NAME; * = part of serialrepro reproduce):")
+    in_reproduce = set(reproduce_names())
     for name in shipped_names():
         cfg = shipped_config(name)
-        mark = "*" if name in REPRODUCE_ORDER else " "
+        mark = "*" if name in in_reproduce else " "
         typer.echo(f" {mark} {name:15s} {cfg.section:9s} {len(expand(cfg)):4d} cells "
                    f"({len(expand(cfg, quick=True))} quick)  {cfg.title}")
     typer.echo("noise families (noise:):")

@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from serialrepro.experiments.config import ExperimentConfig
-from serialrepro.experiments.figures import ROUND_OFF, ExperimentFigures, FigureItem
+from serialrepro.experiments.figures import ExperimentFigures, FigureItem
 from serialrepro.experiments.results import fid_trend_sentence, fid_trends
+from serialrepro.experiments.verdicts import ROUND_OFF
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1200px;
@@ -342,9 +343,19 @@ def render_report(inp: ReportInputs) -> str:
         "run the exact optimal process on a grid (<code>serialrepro.grid</code>).</p>",
     ]
     if inp.quick:
+        full = [f"Figure {s.config.figure}" if s.config.figure else s.config.name
+                for s in inp.sections if s.config.quick is None]
+        except_ = (f", except {' and '.join(full)}, which run{'s' if len(full) == 1 else ''} "
+                   "in full" if full else "")
         parts.append("<p class='banner'><b>Quick run</b> (<code>--quick</code>): smaller grids "
-                     "and fewer conditions than the paper, except Figure 3, which runs in full. "
-                     "Run <code>serialrepro reproduce</code> for the full report.</p>")
+                     f"and fewer conditions than the paper{_e(except_)}. Run <code>serialrepro "
+                     "reproduce</code> for the full report.</p>")
+    golden = [s for s in inp.sections if s.config.reference == "golden"]
+    if golden:
+        parts.append("<p><b>Golden check</b> (docs/design.md §2: the authors' published code): "
+                     + ", ".join(f"<a href='#{_e(s.config.name)}'>{_e(s.config.name)}</a> "
+                                 f"{_verdict(s.figures.agrees).strip()}" for s in golden)
+                     + ".</p>")
     parts.append("<h2>Summary</h2><ul>")
     for s in inp.sections:
         if s.figures.headline:

@@ -18,7 +18,7 @@ from serialrepro.experiments.config import Cell
 from serialrepro.experiments.runner import SCORE_FIELDS
 from serialrepro.experiments.store import CellStore
 
-#: the columns the issue asks for, in order; more follow them
+#: the table's leading columns, in order; EXTRA_COLUMNS follow them
 COLUMNS = (
     "experiment", "figure", "prior", "noise", "step", "T", "sigma_start", "sigma_end", "grid",
     "kl_bits", "jsd_bits", "complexity_bits", "stationarity", "seconds",
@@ -56,6 +56,15 @@ def build_table(cells: Sequence[Cell], store: CellStore) -> pd.DataFrame:
         rows.append(cell_row(cell, record))
     table = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
     return table.astype({"T": "int64", "seed": "int64"})
+
+
+def cell_distributions(store: CellStore, key: str) -> tuple:
+    """(data, marginals q_0..q_T, reverse r_0..r_T) of a stored cell that kept them."""
+    arr = store.read_arrays(key)
+    if arr is None:
+        raise RuntimeError(f"cell {key} has no intact stored distributions (its .npz is "
+                           f"missing or changed after it was checked): run again")
+    return arr["data"], arr["marginals"], arr["reverse"]
 
 
 def write_table(table: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
