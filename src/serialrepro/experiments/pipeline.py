@@ -193,8 +193,9 @@ def run_experiments(
 
     ``fig4``: True runs the trained-model Figure 4 with ``fig4_runner`` (if installed),
     False records that it was skipped, None leaves it out (custom runs). ``seed`` goes to
-    Figure 4; the grid cells carry their configs' seeds. ``announce`` prints where the run writes (at the
-    start) and its time by stage (at the end) on stderr; ``progress`` shows the bars.
+    Figure 4; the grid cells carry their configs' seeds. ``announce`` prints where the run
+    writes (at the start) and its time by stage (at the end) on stderr; ``progress`` shows
+    the bars.
     Python warnings raised while it runs go to ``run.log`` and the report's Warnings
     section, not the terminal.
     """
