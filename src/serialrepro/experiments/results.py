@@ -1,14 +1,14 @@
 """The tidy results table: one row per (experiment, condition), from stored cells.
 
-Rows follow the order of expansion, and every value comes from the stored cell files,
-so a resumed run and an uninterrupted one give the same table (``seconds`` is the time
+Rows follow the order of expansion (the pipeline builds them with each experiment kind's
+``row``; :func:`cell_row` for grid cells), and every value comes from the stored cell
+files, so a resumed run and an uninterrupted one give the same table (``seconds`` is the time
 the cell took when it was computed, kept in its file).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -44,18 +44,6 @@ def cell_row(cell: Cell, record: dict) -> dict:
         "backend": cell.backend, "cell": cell.key,
     })
     return row
-
-
-def build_table(cells: Sequence[Cell], store: CellStore) -> pd.DataFrame:
-    """All rows, in expansion order; every cell must be finished."""
-    rows = []
-    for cell in cells:
-        record = store.read(cell.key)
-        if record is None:
-            raise RuntimeError(f"cell {cell.key} of {cell.experiment} has no stored result")
-        rows.append(cell_row(cell, record))
-    table = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
-    return table.astype({"T": "int64", "seed": "int64"})
 
 
 def cell_distributions(store: CellStore, key: str) -> tuple:

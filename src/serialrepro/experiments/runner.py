@@ -38,10 +38,9 @@ def compute_cell(spec: dict, keep: bool = False, threads: int | None = 1,
 
     The exact engine is deterministic; ``seed`` still seeds torch's global generator so
     anything stochastic added to a cell later is reproducible per cell. ``threads`` sets
-    torch's intra-op threads for the cell (None: leave as is): cells are small, and on a
-    busy machine a multi-threaded FFT of a 32×32 grid was measured 1000× slower than a
-    single-threaded one (thread wake-up dominates), so sweeps default to one thread per
-    cell and get their parallelism from running cells side by side.
+    torch's intra-op threads for the cell (None: leave as is): cells are small, so waking
+    a thread pool costs more than an FFT of a small grid, and sweeps default to one thread
+    per cell and get their parallelism from running cells side by side.
     """
     import torch
 
