@@ -131,3 +131,72 @@ def test_adding_an_experiment_is_one_yaml_file(tmp_path):
     # its reference is not part of this run: the report says so instead of comparing
     assert "Reference Figure 3: experiment fig3 is not part of this run" in section
     assert (out / "figures" / "tiny-new-kl-vs-T.png").is_file()
+
+
+# -- a kind of experiment that is not a grid sweep plugs in through the registries ---------
+
+def _toy_compute(payload: dict, keep: bool = False, threads=None):
+    """A stand-in 'optimiser' per condition: the best of a few candidate values."""
+    best = min(payload["candidates"], key=lambda v: (v - payload["target"]) ** 2)
+    return {"key": payload["key"], "best": best, "seconds": 0.001}, None
+
+
+def test_a_new_experiment_kind_plugs_in_with_its_own_cells_figure_and_verdict(
+        tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from serialrepro import atomic
+    from serialrepro.experiments import figures, kinds, verdicts
+
+    @dataclass(frozen=True)
+    class ToyCell:
+        key: str
+        experiment: str
+        T: int
+        keep: bool = False
+
+    def expand_toy(config, quick):
+        return [ToyCell(f"toy-{config.name}-{T}", config.name, T)
+                for sweep in config.sweeps for T in sweep.T]
+
+    def check(record):
+        return None if isinstance(record.get("best"), int) else "best is not an integer"
+
+    monkeypatch.setitem(kinds.KINDS, "toy", kinds.ExperimentKind(
+        "toy", expand=expand_toy,
+        payload=lambda c: {"key": c.key, "target": c.T, "candidates": [1, 4, 9]},
+        compute=_toy_compute, row=lambda c, r: {"experiment": c.experiment, "T": c.T,
+                                               "best": r["best"], "cell": c.key,
+                                               "seconds": r["seconds"]},
+        check=check))
+
+    def draw(inp):
+        fig, ax = plt.subplots()
+        ax.plot(inp.rows["T"], inp.rows["best"], "o-")
+        path = atomic.save_figure(fig, inp.fig_dir / f"{inp.config.name}-toy.png", dpi=50)
+        return [figures.FigureItem(path, "best candidate per T", id="toy")]
+
+    def judge_toy(inp):
+        ok = bool((inp.rows["best"] <= inp.rows["T"]).all())
+        return verdicts.Verdict(f"the best candidate never exceeds T: {ok}", ok, "",
+                                {"toy": f"best per T: {inp.rows['best'].tolist()}"})
+
+    monkeypatch.setitem(figures.PLOTS, "toy-plot", figures.PlotKind(draw))
+    monkeypatch.setitem(verdicts.VERDICTS, "toy-verdict",
+                        verdicts.VerdictKind(judge_toy, ("toy-plot",)))
+    cfg = parse_config({"name": "toy-exp", "kind": "toy", "plot": "toy-plot",
+                        "verdict": "toy-verdict", "sweeps": [{"T": [2, 5, 10], "schedule": {
+                            "kind": "linear", "start": 0.01, "end": 0.05}}]})
+    out = run_experiments([cfg], tmp_path / "run", progress=False, announce=False)
+    html_text = out.report_path.read_text(encoding="utf-8")
+    section = html_text.split('id="toy-exp">', 1)[1].split("</section>", 1)[0]
+    assert "best per T: [1, 4, 9]" in section and "data:image/png;base64," in section
+    assert "the best candidate never exceeds T: True" in section
+    assert out.stats.computed == 3
+    again = run_experiments([cfg], tmp_path / "run", progress=False, announce=False)
+    assert again.stats.cached == 3  # resumed through the kind's check

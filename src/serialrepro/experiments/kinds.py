@@ -13,8 +13,9 @@ condition rather than one grid simulation, say) plugs in without touching it:
    and ``experiment`` (the config's name); ``payload(cell) -> dict``, a plain dict that
    travels to a worker; ``compute(payload, keep, threads) -> (record, arrays | None)``,
    a top-level (picklable) function whose record holds ``"key"`` and ``"seconds"``;
-   ``row(cell, record) -> dict``, the table row, with ``experiment`` and ``cell``
-   columns; ``check(record) -> str | None``, why a stored record cannot be trusted);
+   ``row(cell, record) -> dict``, the table row, with ``experiment``, ``cell`` and
+   ``seconds`` (the cell's computation time, from its record) columns;
+   ``check(record) -> str | None``, why a stored record cannot be trusted);
 2. add the module's name to :data:`KIND_MODULES` (as ``_COMMAND_MODULES`` lists CLI
    modules), so it is imported when a config is validated;
 3. register its drawing with :func:`serialrepro.experiments.figures.register_plot` and its

@@ -266,7 +266,8 @@ def _run(configs, per_config, out_dir: Path, log: RunLog, t_start: float, *, qui
                                                    else "in-process"),
         "torch threads per cell": threads,
         "seed": seed,
-        "grid cell seeds": sorted({c.seed for cells in per_config.values() for c in cells}),
+        "grid cell seeds": sorted({c.seed for cells in per_config.values() for c in cells
+                                   if hasattr(c, "seed")}),
         "versions": package_versions(), "machine": machine_info(),
     }
     atomic.write_text(out_dir / "run.json", json.dumps(provenance, indent=1, default=str))
