@@ -201,7 +201,10 @@ def test_the_store_serves_any_cache_with_its_own_check(tmp_path):
 
 def test_arrays_changed_after_the_check_are_not_served(tmp_path):
     store = CellStore(tmp_path, check=None)
-    store.write("k", {"key": "k"}, {"a": np.arange(3.0)})
+    store.write("k", {"n": 1}, {"a": np.arange(3.0)})
+    assert store.read("k")["key"] == "k" and store.read_arrays("k")["a"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="names key"):
+        store.write("k", {"key": "other"})
     np.savez_compressed(tmp_path / "k.npz", a=np.zeros(3))
     with pytest.warns(UserWarning, match="recomputed"):
         assert store.read_arrays("k") is None

@@ -145,6 +145,12 @@ def list_command() -> None:
     typer.echo("schedules (schedule: {kind: ...}; options total_variance, match_std):")
     for name, text in SCHEDULE_KINDS.items():
         typer.echo(f"   {name:13s} {text}")
+    from serialrepro.experiments.verdicts import DEFAULT_VERDICT, VERDICTS
+
+    typer.echo("verdicts (verdict:, for plot:; reference: golden or {experiment: NAME}):")
+    for name, kind in VERDICTS.items():
+        default = " (default)" if any(DEFAULT_VERDICT.get(p) == name for p in kind.plots) else ""
+        typer.echo(f"   {name:22s} plot {'/'.join(kind.plots)}{default}: {kind.description}")
     typer.echo("steps (step:): serial (re-noise then reconstruct), ancestral (reconstruct only)")
     typer.echo("grids (grid:): paper:H (the authors' grid, spacing H), torus:N (N x N, FFT)")
 

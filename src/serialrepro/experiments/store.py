@@ -4,11 +4,12 @@ A general resumable cache: a *key* (a file-name-safe string, typically a hash of
 everything the result depends on) maps to a strict-JSON *record* and, optionally, a set
 of named numpy *arrays*. The API, for any experiment that caches cells::
 
-    store = CellStore(root, check=my_check)    # my_check(record) -> None | "why not"
-    record = store.read(key)                   # None: not finished / not trustworthy
-    if record is None:                         # (store.done(key, need_arrays=True)
-        store.write(key, {"key": key, ...}, {"samples": array})   # also checks arrays)
-    arrays = store.read_arrays(key)            # None: missing or checksum mismatch
+    store = CellStore(root, check=my_check)  # my_check(record) -> None, or why it is wrong
+    record = store.read(key)                 # None: not finished, or not trustworthy
+    if record is None:                       # (done(key, need_arrays=True) checks arrays)
+        record = {"fid": 37.5, ...}
+        store.write(key, record, {"samples": array})   # the record gets "key": key
+    arrays = store.read_arrays(key)          # None: missing, or not the stored checksum
 
 Every write goes through :mod:`serialrepro.atomic` (a temporary file in the destination
 folder, fsynced and moved into place with :func:`os.replace`): a reader (or a resumed
@@ -192,11 +193,15 @@ class CellStore:
         return True
 
     def write(self, key: str, record: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
-        """Store a finished cell: arrays first, then the JSON that marks it finished.
+        """Store a finished cell: arrays first, then the JSON that marks it finished. The
+        record gets ``"key": key`` if it has no key (a different key is refused).
 
         Non-finite numbers are written as ``null`` with the reason under ``"undefined"``
         (strict JSON); the record gets its ``checksum`` (and ``arrays_sha256``)."""
         check_key(key)
+        record = {"key": key, **record}
+        if record["key"] != key:
+            raise ValueError(f"record names key {record['key']!r}, not {key!r}")
         record = json.loads(atomic.dumps_strict(record, nonfinite="null"))
         if arrays:
             atomic.write_npz(self.arrays_path(key), arrays, compressed=True)
