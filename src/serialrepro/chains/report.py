@@ -372,7 +372,7 @@ class Section:
 #: this report's rules on top of serialrepro.html.BASE_CSS
 _CSS = """
 h2 { font-size: 1.25em; margin-top: 1.6em; } h3 { font-size: 1em; }
-.scroll { overflow-x: auto; max-width: 100%; }
+.scroll{overflow-x:auto;max-width:100%}
 table { margin: .6em 0; font-size: .88em; }
 td, th { padding: .25em .6em; }
 table.kv td:first-child { text-align: left; color: #444; } table.kv td { text-align: left; }
