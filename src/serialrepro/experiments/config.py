@@ -7,11 +7,19 @@ range). The cells of all blocks, in order, are the experiment's conditions::
 
     name: fig3
     title: "Figure 3: graduality and complexity"
+    plot: kl-vs-T          # the drawing (figures.PLOTS)
+    verdict: kl-falls      # the findings and judgement (verdicts.VERDICTS; default: the plot's)
+    reference: golden      # or {experiment: fig2, where: {noise: gaussian}, label: Figure 2}
+    reproduce: 2           # position in `serialrepro reproduce` (unset: not part of it)
     sweeps:
       - noise: gaussian
         T: [2, 3, 6, 12, 24, 48, 100]
         schedule: {kind: linear, start: 0.01, end: 0.05}
         grid: paper:0.04
+
+Nothing in the code looks at an experiment's name: what the report draws, concludes and
+compares with comes from these fields, so adding an experiment is adding one YAML file
+(``kind`` names how its cells are computed, :mod:`serialrepro.experiments.kinds`).
 
 Validation is strict (pydantic, ``extra='forbid'``, no type coercion): an unknown key,
 a value of the wrong type, an empty list or range, or an unknown family, prior, grid or
