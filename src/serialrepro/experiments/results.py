@@ -1,14 +1,14 @@
 """The tidy results table: one row per (experiment, condition), from stored cells.
 
-Rows follow the order of expansion, and every value comes from the stored cell files,
-so a resumed run and an uninterrupted one give the same table (``seconds`` is the time
+Rows follow the order of expansion (the pipeline builds them with each experiment kind's
+``row``; :func:`cell_row` for grid cells), and every value comes from the stored cell
+files, so a resumed run and an uninterrupted one give the same table (``seconds`` is the time
 the cell took when it was computed, kept in its file).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +24,7 @@ from serialrepro.metrics.trends import (  # noqa: F401 (re-exported for the repo
     fid_trends,
 )
 
-#: the columns the issue asks for, in order; more follow them
+#: the table's leading columns, in order; EXTRA_COLUMNS follow them
 COLUMNS = (
     "experiment", "figure", "prior", "noise", "step", "T", "sigma_start", "sigma_end", "grid",
     "kl_bits", "jsd_bits", "complexity_bits", "stationarity", "seconds",
@@ -52,16 +52,13 @@ def cell_row(cell: Cell, record: dict) -> dict:
     return row
 
 
-def build_table(cells: Sequence[Cell], store: CellStore) -> pd.DataFrame:
-    """All rows, in expansion order; every cell must be finished."""
-    rows = []
-    for cell in cells:
-        record = store.read(cell.key)
-        if record is None:
-            raise RuntimeError(f"cell {cell.key} of {cell.experiment} has no stored result")
-        rows.append(cell_row(cell, record))
-    table = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
-    return table.astype({"T": "int64", "seed": "int64"})
+def cell_distributions(store: CellStore, key: str) -> tuple:
+    """(data, marginals q_0..q_T, reverse r_0..r_T) of a stored cell that kept them."""
+    arr = store.read_arrays(key)
+    if arr is None:
+        raise RuntimeError(f"cell {key} has no intact stored distributions (its .npz is "
+                           f"missing or changed after it was checked): run again")
+    return arr["data"], arr["marginals"], arr["reverse"]
 
 
 def write_table(table: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
