@@ -37,8 +37,9 @@ from serialrepro.models.training import (
     sample_from,
     train,
 )
+from serialrepro.store import CellStore
 
-#: Generated samples kept per cell (a .pt beside its JSON) for the sample-grid figure.
+#: Generated samples kept per cell (in the cell's .npz beside its JSON) for the sample-grid figure.
 GRID_SAMPLES = 64
 
 #: The paper's Figure 4 (MNIST, Inception FID): steps -> FID (their 1000-step run excluded).
@@ -220,10 +221,9 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
             label = evaluator.label
             n_samples = cfg.n_samples or int(data.test.shape[0])
             bar.doing(f"{dataset}: noise floor (real vs real FID)")
-            floor_file = "floor.json" if fid_features == "classifier" \
-                else f"floor-{fid_features}.json"
-            floors[dataset] = _noise_floor(ds_dir / floor_file, evaluator, data.train,
-                                           n_samples, seed)
+            floor_key = "floor" if fid_features == "classifier" else f"floor-{fid_features}"
+            floors[dataset] = _noise_floor(CellStore(ds_dir, check=floor_problem), floor_key,
+                                           evaluator, data.train, n_samples, seed)
             for family, samplers in plan.items():
                 t0 = time.perf_counter()
                 if external is None:
@@ -239,20 +239,22 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                     model_name = f"diffusers:{external.files.folder.name}"
                     model_dir = ds_dir / f"diffusers-{external.fingerprint[:12]}"
                     bar.trained(0, 0.0)
+                # one resumable cell cache (serialrepro.store): "<variant>-k<stride>.json"
+                # with the sample grid in the matching .npz; a cell scored with other
+                # features lives in another folder
+                store = CellStore(model_dir / _cells_folder(fid_features), check=cell_problem)
                 for variant, stride in ((s, k) for s in samplers for k in cfg.strides):
                     # the key is the entry's name: "ddpm-k01" (recomputed respacing, as
                     # before variants existed), "ddpm-naive-k01", "x0-renoise-k01"
-                    cell = model_dir / _cells_folder(fid_features) / \
-                        f"{variant}-k{stride:02d}.json"
+                    key = f"{variant}-k{stride:02d}"
                     sampler, respacing = sampler_variant(variant)
-                    cell.parent.mkdir(parents=True, exist_ok=True)
                     steps = num_timesteps // stride
                     bar.doing(f"{dataset} · {family} · {variant} · k={stride} ({steps} steps)")
                     identity = {"dataset": dataset, "family": family, "sampler": variant,
                                 "stride": stride, "steps": steps, "model": model_name,
                                 "fid_features": fid_features}
                     # None: never ran, unreadable, or another cell's record (recomputed)
-                    row = _read_cell(cell, identity)
+                    row = _read_cell(store, key, identity)
                     fresh = row is None
                     t0 = time.perf_counter()
                     if fresh:
@@ -264,8 +266,6 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                                               batch_size=cfg.sample_batch, device=device)
                         sample_s = time.perf_counter() - t0
                         res = evaluator(samples)
-                        atomic.torch_save(samples[:GRID_SAMPLES].clone(),
-                                          cell.with_suffix(".pt"))
                         row = {
                             **identity,
                             "fid": res.fid, "kid": res.kid, "kid_std": res.kid_std,
@@ -273,9 +273,12 @@ def _run(cfg: Fig4Preset, out_dir: Path, seed: int, progress: bool,
                             "train_steps": train_steps, "train_seconds": train_s,
                             "sample_seconds": sample_s, "warning": res.warning or "",
                         }
-                        atomic.write_text(cell, atomic.dumps_strict(row, indent=2))
+                        grid = samples[:GRID_SAMPLES].detach().cpu().numpy()
+                        store.write(key, row, {"samples": grid})
+                    row = {k: v for k, v in row.items() if k not in STORE_FIELDS}
                     if row["warning"] and row["warning"] not in warnings_seen:
                         warnings_seen.append(row["warning"])
+                    cell = store.json_path(key)
                     rows.append({**row, "cell": str(cell.relative_to(out_dir))})
                     bar.sampled(steps, time.perf_counter() - t0 if fresh else None)
 
@@ -328,29 +331,35 @@ def _finite_number(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _read_json_or_none(path: Path) -> dict | None:
-    """A cached JSON object, or None when it is missing or unreadable (strict JSON)."""
-    from serialrepro.loaders import load_json
-
-    if not path.exists():
-        return None
-    try:
-        return load_json(path, "Figure 4 cache file")
-    except UserInputError:
-        return None
+#: bookkeeping fields the cell store adds to a record (not columns of the table)
+STORE_FIELDS = ("key", "checksum", "arrays_sha256", "undefined")
 
 
-def _read_cell(cell: Path, identity: dict | None = None) -> dict | None:
+def cell_problem(record: dict) -> str | None:
+    """Why a stored Figure 4 cell cannot be reused (a number that is missing, text, NaN or
+    a bool; a warning that is not text), or None."""
+    bad = [k for k in CELL_NUMBERS if not _finite_number(record.get(k))]
+    if bad:
+        return f"has no finite {', '.join(bad)}"
+    return None if isinstance(record.get("warning", ""), str) else "has a warning that is not text"
+
+
+def _read_cell(store: CellStore, key: str, identity: dict | None = None) -> dict | None:
     """A finished cell's row, or None when there is none or it cannot be trusted (torn,
-    edited to a non-number, NaN, or naming another cell than ``identity``: data set,
-    family, sampler, stride, steps, model, features): such a cell is computed again, never
-    reused."""
-    row = _read_json_or_none(cell)
-    if row is None or not all(_finite_number(row.get(k)) for k in CELL_NUMBERS):
+    edited, failing :func:`cell_problem`, or naming another cell than ``identity``: data
+    set, family, sampler, stride, steps, model, features): such a cell is computed again,
+    never reused."""
+    row = store.read(key)
+    if row is None:
         return None
     if identity is not None and any(row.get(k) != v for k, v in identity.items()):
         return None
-    return row if isinstance(row.get("warning", ""), str) else None
+    return row
+
+
+def floor_problem(record: dict) -> str | None:
+    """Why a cached noise floor cannot be reused, or None."""
+    return None if _finite_number(record.get("fid")) else "has no finite fid"
 
 
 def _trained_steps(model_dir: Path) -> int:
@@ -449,25 +458,23 @@ def tile_images(x: torch.Tensor, gap: int = 1) -> torch.Tensor:
 
 
 def _plot_samples(table: pd.DataFrame, out_dir: Path, path: Path) -> Path | None:
-    """Sample grids at the most and the fewest steps of every curve (from the cells' .pt):
+    """Sample grids at the most and the fewest steps of every curve (from the cells' arrays):
     one row per curve, two columns."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from serialrepro.loaders import load_checkpoint
-
     rows = []
     for (_ds, fam, smp), g in table.groupby(["dataset", "family", "sampler"]):
         pair = []
         for row in (g.nlargest(1, "steps").iloc[0], g.nsmallest(1, "steps").iloc[0]):
-            f = (out_dir / row["cell"]).with_suffix(".pt")
-            if f.exists():
-                x = load_checkpoint(f, what="Figure 4 sample grid")
-                if not isinstance(x, torch.Tensor) or x.ndim != 4:
-                    continue  # not a grid of images: drawn without it
-                pair.append((f"{int(row['steps'])} steps: FID {row['fid']:.3g}", x))
+            f = out_dir / row["cell"]
+            arrays = CellStore(f.parent, check=cell_problem).read_arrays(f.stem)
+            x = None if arrays is None else arrays.get("samples")
+            if x is None or x.ndim != 4:
+                continue  # missing, tampered or not a grid of images: drawn without it
+            pair.append((f"{int(row['steps'])} steps: FID {row['fid']:.3g}", torch.from_numpy(x)))
         if pair:
             rows.append((f"{fam} / {smp}", pair))
     if not rows:
@@ -484,17 +491,17 @@ def _plot_samples(table: pd.DataFrame, out_dir: Path, path: Path) -> Path | None
     return atomic.save_figure(fig, path, dpi=120)
 
 
-def _noise_floor(path: Path, evaluator: FIDEvaluator, train: torch.Tensor, n: int,
-                 seed: int) -> float:
+def _noise_floor(store: CellStore, key: str, evaluator: FIDEvaluator, train: torch.Tensor,
+                 n: int, seed: int) -> float:
     """FID of ``n`` real training images against the held-out set: the best a model can
-    score at this sample count (FID is biased upwards at small n), cached in ``path``."""
-    cached = _read_json_or_none(path)
-    if cached is not None and _finite_number(cached.get("fid")):
+    score at this sample count (FID is biased upwards at small n), cached as ``key`` in
+    ``store``."""
+    cached = store.read(key)
+    if cached is not None and cached.get("n") == n:
         return float(cached["fid"])
     idx = torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
     res = evaluator(train[idx])
-    atomic.write_text(path, atomic.dumps_strict({"fid": res.fid, "kid": res.kid,
-                                                 "n": res.n_fake}))
+    store.write(key, {"fid": res.fid, "kid": res.kid, "n": res.n_fake})
     return res.fid
 
 
@@ -630,10 +637,3 @@ def _plot(table: pd.DataFrame, path: Path, cfg: Fig4Preset, floors: dict[str, fl
     ax.set_title(f"Figure 4 ({cfg.name}): FID vs number of sampling steps")
     fig.tight_layout()
     return atomic.save_figure(fig, path, dpi=120)
-
-
-def total_sampling_steps(preset: str) -> int:
-    """Network evaluations per sample over all strides of a preset (for sizing runs)."""
-    cfg = get_preset(preset)
-    return sum(cfg.num_timesteps // k for k in cfg.strides) \
-        * sum(map(len, cfg.samplers.values())) * len(cfg.datasets)
