@@ -91,6 +91,7 @@ def _global_options(
 # Modules that define ``register(app: typer.Typer) -> None``.
 _COMMAND_MODULES = [
     "serialrepro.grid.cli",
+    "serialrepro.grid.schedule_cli",
     "serialrepro.models.cli",
     "serialrepro.experiments.cli",
     "serialrepro.chains.cli",
