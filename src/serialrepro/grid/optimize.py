@@ -425,7 +425,8 @@ def _march(problem: Problem, q: Tensor, level: float, c: float, steps: int,
     levels = []
     floor = problem.floor
     for _ in range(steps):
-        lo = max(level, floor)
+        # (a zero level is searched from LEVEL_FLOOR: the bracket needs a log)
+        lo = max(level, floor, LEVEL_FLOOR if level <= 0 else 0.0)
         f_lo, q_lo = _step_kl(problem, q, lo)
         if f_lo >= c:
             level, q = lo, q_lo
@@ -435,7 +436,7 @@ def _march(problem: Problem, q: Tensor, level: float, c: float, steps: int,
                 level, q = cap, q_hi
             else:
                 # log-levels: the KL grows like a power of the level at small levels
-                a = math.log(lo) if lo > 0 else math.log(LEVEL_FLOOR)
+                a = math.log(lo)
                 root = brentq(lambda u, q=q: _step_kl(problem, q, math.exp(u))[0] - c, a,
                               math.log(cap), xtol=1e-13, rtol=1e-12)
                 level = math.exp(root)
@@ -452,7 +453,10 @@ def equal_complexity_levels(problem: Problem) -> list[float]:
     found by Brent's method; the common c is the root of σ_T(c) = B. Under the other
     constraints σ_1 is free too and the first step joins: KL(q_{t−1}‖q_t) = c for
     t = 1..T, with c the root of the constraint (Σσ² = V, σ_T = S, KL(q_T‖p_F) = D).
-    σ_T(c) grows with c, so each outer root is bracketed.
+    σ_T(c) grows with c, so each outer root is bracketed. Levels must not decrease: where
+    a step at the previous level already exceeds c (bimodal noise, whose fixed shift moves
+    a sharp q_t by much even at a small width), the level stays at the previous one and
+    that step's KL exceeds c; the later steps share c.
     """
     from scipy.optimize import brentq
 
