@@ -110,7 +110,7 @@ class Constraint:
 
     @property
     def label(self) -> str:
-        return ":".join([self.kind, *(f"{v:.17g}" for v in self.values)])
+        return ":".join([self.kind, *(repr(float(v)) for v in self.values)])
 
 
 def parse_constraint(text: str | None, family: str | NoiseFamily, T: int) -> Constraint:
@@ -630,7 +630,8 @@ def schedule_scores(problem: Problem, levels: list[float]) -> dict:
 
 
 def optimize_schedule(problem: Problem, restarts: int = 2, max_iter: int = 100, seed: int = 0,
-                      progress: Callable[[str], None] | None = None) -> dict:
+                      progress: Callable[[str], None] | None = None,
+                      keep_best: int = 2) -> dict:
     """The optimal schedule and every baseline under the problem's constraint, scored.
 
     Returns the fields of ``serialrepro schedule optimize --json``: ``sigmas``,
@@ -645,7 +646,7 @@ def optimize_schedule(problem: Problem, restarts: int = 2, max_iter: int = 100, 
         if progress is not None:
             progress(f"baseline {kind} built")
     opt = optimize_levels(problem, restarts=restarts, max_iter=max_iter, seed=seed,
-                          inits=list(base.values()), progress=progress)
+                          keep_best=keep_best, inits=list(base.values()), progress=progress)
     out = schedule_scores(problem, opt.sigmas)
     baselines = {k: None if v is None else schedule_scores(problem, v) for k, v in base.items()}
     # the optimiser's own objective is the engine's; keep the best of optimum and baselines
