@@ -101,3 +101,19 @@ def test_console_script_exit_2_without_traceback():
     assert r.stderr.strip().splitlines() == [
         "error: constraint 'ends:0.05:0.01' is infeasible: levels must not decrease, but "
         "A=0.05 > B=0.01"]
+
+
+def test_equal_complexity_levels_feed_simulate(capsys, monkeypatch):
+    code, out, err = run_in_process(["schedule", "equal-complexity", "--grid", "paper:0.1",
+                                     "--T", "4"], capsys, monkeypatch)
+    assert code == 0, err
+    levels = [float(v) for v in out.strip().split(",")]
+    assert len(levels) == 4 and levels[0] == 0.01 and levels[-1] == 0.05
+    code, out, err = run_in_process(["simulate", "--grid", "paper:0.1", "--sigmas",
+                                     ",".join(map(repr, levels)), "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    got = json.loads(out)
+    # the complexity is the common per-step KL; the linear schedule's is larger
+    code, lin, _ = run_in_process(["simulate", "--grid", "paper:0.1", "--sigmas",
+                                   "0.01:0.05:4", "--json"], capsys, monkeypatch)
+    assert got["complexity_bits"] < json.loads(lin)["complexity_bits"]

@@ -391,7 +391,12 @@ def baseline_levels(problem: Problem, kind: str) -> list[float] | None:
     otherwise the spacing with the paper's end ratio for the family, mapped by the
     constraint (scaled to Σσ² = V or KL(q_T‖p_F) = D, or to end at S)."""
     if kind == "equal-complexity":
-        return equal_complexity_levels(problem)
+        try:
+            return equal_complexity_levels(problem)
+        except UserInputError:
+            # e.g. bimodal noise under a free first level: its fixed shift makes even the
+            # narrowest step cost more KL than the constraint leaves (undefined here)
+            return None
     T, c = problem.T, problem.constraint
     if c.kind == "ends":
         out = _shape(kind, T, *c.values)

@@ -117,6 +117,39 @@ def optimize_command(
         typer.echo(f"figure written to {figure}")
 
 
+def equal_complexity_command(
+    prior: str = typer.Option("swiss-roll", "--prior", metavar="NAME", help=PRIOR_HELP),
+    noise: str = typer.Option("gaussian", "--noise", "--family", metavar="FAMILY",
+                              help="noise family of the forward kernels"),
+    T: int = typer.Option(6, "--T", metavar="T", help="number of steps (levels)"),
+    grid: str = typer.Option("paper:0.04", "--grid", metavar="paper:H|torus:N",
+                             help="paper:H (the authors' grid) or torus:N (FFT-ready)"),
+    dims: int = typer.Option(2, "--dims", metavar="D", help="dimension of torus grids"),
+    constraint: str | None = typer.Option(None, "--constraint", metavar="SPEC",
+                                          help=CONSTRAINT_HELP),
+    device: str = typer.Option("cpu", "--device", metavar="DEVICE",
+                               help="torch device: cpu, cuda or cuda:N"),
+) -> None:
+    """Print the equal-complexity levels (KL(q_t || q_(t+1)) the same at every step) as a
+    comma list, ready for `serialrepro simulate --sigmas`."""
+    from serialrepro.devices import resolve_device
+    from serialrepro.families import get_family
+    from serialrepro.grid.kernels import check_dense_fits, resolve_backend
+    from serialrepro.grid.optimize import Problem, equal_complexity_levels, parse_constraint
+    from serialrepro.grid.priors import make_prior
+    from serialrepro.grid.space import parse_grid
+
+    family = get_family(noise)
+    space = parse_grid(grid, dims)
+    if resolve_backend(space, "auto") == "dense":
+        check_dense_fits(space)
+    con = parse_constraint(constraint, family, T)
+    data = make_prior(prior, space).to(resolve_device(device))
+    levels = equal_complexity_levels(Problem(data, family, space, T, con))
+    typer.echo(",".join(repr(v) for v in levels))
+
+
 def register(app: typer.Typer) -> None:
     schedule_app.command("optimize")(optimize_command)
+    schedule_app.command("equal-complexity")(equal_complexity_command)
     app.add_typer(schedule_app, name="schedule")
