@@ -115,6 +115,7 @@ def compute(payload: dict, keep: bool = False, threads: int | None = None):
     ``scores`` (what the store validates) and the whole result."""
     import torch
 
+    from serialrepro.errors import UserInputError
     from serialrepro.grid.optimize import Problem, optimize_schedule, parse_constraint
     from serialrepro.grid.priors import make_prior
     from serialrepro.grid.space import parse_grid
@@ -125,10 +126,19 @@ def compute(payload: dict, keep: bool = False, threads: int | None = None):
     space = parse_grid(payload["grid"], 2)
     data = make_prior(payload["prior"], space)
     spec = constraint_spec(payload["constraint"], payload["family"], data, space)
-    pb = Problem(data, payload["family"], space, payload["T"],
-                 parse_constraint(spec, payload["family"], payload["T"]), step=payload["step"])
-    out = optimize_schedule(pb, restarts=payload["restarts"], max_iter=payload["max_iter"],
-                            keep_best=payload["keep_best"])
+    try:
+        pb = Problem(data, payload["family"], space, payload["T"],
+                     parse_constraint(spec, payload["family"], payload["T"]),
+                     step=payload["step"])
+        out = optimize_schedule(pb, restarts=payload["restarts"],
+                                max_iter=payload["max_iter"], keep_best=payload["keep_best"])
+    except UserInputError as exc:
+        # a constraint no schedule of this family meets (bimodal noise shifts mass even at
+        # zero width, so T steps may already bring q_T closer to p_F than D): said, not run
+        return {"key": payload["key"], "scores": dict.fromkeys(
+            ("kl_bits", "jsd_bits", "complexity_bits", "stationarity")),
+            "result": None, "infeasible": str(exc), "constraint_spec": spec,
+            "seconds": time.perf_counter() - t0}, None
     scores = {k: out[k] for k in ("kl_bits", "jsd_bits", "complexity_bits", "stationarity")}
     record = {"key": payload["key"], "scores": scores, "result": out,
               "seconds": time.perf_counter() - t0}
@@ -138,6 +148,8 @@ def compute(payload: dict, keep: bool = False, threads: int | None = None):
 def check(record: dict) -> str | None:
     """Why a stored record is not a finished cell of this experiment (None: it is)."""
     res = record.get("result")
+    if res is None and isinstance(record.get("infeasible"), str):
+        return None
     if not isinstance(res, dict) or not isinstance(res.get("sigmas"), list):
         return "has no optimal levels"
     if not isinstance(res.get("baselines"), dict):
@@ -149,8 +161,11 @@ def check(record: dict) -> str | None:
 
 
 def rows_of(cell: OptimalCell, record: dict) -> list[dict]:
-    """Tidy rows: one per schedule (optimal and each baseline) of the cell."""
+    """Tidy rows: one per schedule (optimal and each baseline) of the cell (none where the
+    constraint is infeasible)."""
     res = record["result"]
+    if res is None:
+        return []
     base = {"experiment": cell.experiment, "cell": cell.key, "prior": cell.prior,
             "noise": cell.family, "constraint": cell.constraint,
             "constraint_spec": res["constraint"], "T": cell.T, "grid": cell.grid,
