@@ -243,14 +243,16 @@ def verdicts(rows: list[dict]) -> dict:
                 continue
             lv = r["sigmas"]
             span = max(lv) - min(lv)
-            if len(lv) >= 2 and span > 0:
-                jumps.append(max(b - a for a, b in zip(lv, lv[1:], strict=False)) / span)
+            flat = span <= 1e-6 * max(lv)  # constant up to the optimiser's round-off
+            if len(lv) >= 2:
+                jumps.append(0.0 if flat else
+                             max(b - a for a, b in zip(lv, lv[1:], strict=False)) / span)
             top.append(sum(1 for v in lv if v >= max(lv) * (1 - 1e-6)) / len(lv))
             e = eqc.get(key)
             if e is None or key[3] < 3:  # T ≤ 2 under ends: both are [A, B]
                 continue
             excess.append((e["kl_bits"] - r["kl_bits"]) / max(r["kl_bits"], 1e-300))
-            if span > 0:
+            if not flat:
                 level_gap.append(max(abs(a - b) for a, b in zip(lv, e["sigmas"], strict=True))
                                  / span)
         out["equal_complexity"][con] = {
@@ -292,6 +294,13 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _excess(x: float | None) -> str:
+    """A relative excess as a percentage, or as a factor when it is large."""
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.1f}%" if x < 10 else f"{1 + x:.3g}x the optimum's kl"
+
+
 def summary_lines(v: dict) -> list[str]:
     lines = []
     for con, e in v["equal_complexity"].items():
@@ -299,7 +308,7 @@ def summary_lines(v: dict) -> list[str]:
         s = v["shape"][con]
         lines.append(
             f"{con}: equal complexity is {'close to' if e['close'] else 'far from'} the optimum "
-            f"(median kl excess {_pct(e['median_kl_excess'])}, within {CLOSE:.0%} in "
+            f"(median kl excess {_excess(e['median_kl_excess'])}, within {CLOSE:.0%} in "
             f"{_pct(e['share_close'])} of {e['cells']} cells); more steps "
             f"{'help' if m['helps'] else 'do not help'} the optimum in "
             f"{_pct(m['share_helps'])} of prior/family pairs; optimum shape: median "
@@ -339,6 +348,8 @@ def plot_optima(rows: list[dict], path: str | Path, prior: str = "swiss-roll"):
                 ax.plot(t, r["sigmas"], marker=".", lw=1.2,
                         color=cmap(k / max(1, len(Ts) - 1)), label=f"T={T}")
             ax.set_title(f"{fam} · {con}", fontsize=8)
+            ax.ticklabel_format(axis="y", useOffset=False)
+            ax.set_ylim(bottom=0)
             if i == len(fams) - 1:
                 ax.set_xlabel("t / T", fontsize=8)
             if j == 0:
