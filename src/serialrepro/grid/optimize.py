@@ -636,7 +636,7 @@ def schedule_scores(problem: Problem, levels: list[float]) -> dict:
 
 def optimize_schedule(problem: Problem, restarts: int = 2, max_iter: int = 100, seed: int = 0,
                       progress: Callable[[str], None] | None = None,
-                      keep_best: int = 2) -> dict:
+                      keep_best: int = 1) -> dict:
     """The optimal schedule and every baseline under the problem's constraint, scored.
 
     Returns the fields of ``serialrepro schedule optimize --json``: ``sigmas``,

@@ -35,7 +35,10 @@ def optimize_command(
     constraint: str | None = typer.Option(None, "--constraint", metavar="SPEC",
                                           help=CONSTRAINT_HELP),
     restarts: int = typer.Option(2, "--restarts", min=0, metavar="N",
-                                 help="seeded random starts besides the baselines' shapes"),
+                                 help="seeded random starts besides the baselines' shapes "
+                                 "(every start is evaluated; the best --refine are refined)"),
+    refine: int = typer.Option(1, "--refine", min=1, metavar="N",
+                               help="how many of the best starts L-BFGS refines"),
     max_iter: int = typer.Option(100, "--max-iter", min=1, metavar="N",
                                  help="L-BFGS iterations per start"),
     seed: int = typer.Option(0, "--seed", metavar="SEED", help="seed of the random starts"),
@@ -92,7 +95,7 @@ def optimize_command(
         typer.echo(f"[{time.perf_counter() - t0:6.1f}s] {msg}", err=True)
 
     out = optimize_schedule(problem, restarts=restarts, max_iter=max_iter, seed=seed,
-                            progress=progress)
+                            progress=progress, keep_best=refine)
     if figure is not None:
         from serialrepro.grid.schedule_plots import plot_schedules
 
