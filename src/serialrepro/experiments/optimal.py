@@ -44,6 +44,8 @@ PRESETS = {
     "quick": {"grid": "torus:32", "T": (2, 3, 6, 12), "restarts": 1, "max_iter": 40,
               "keep_best": 1},
 }
+#: bumped when the optimiser's search changes (part of every cell's key)
+OPTIMISER_VERSION = 2
 #: relative kl excess of the equal-complexity schedule over the optimum counted as "close"
 CLOSE = 0.10
 #: relative kl drop from the smallest to the largest T counted as "more steps help"
@@ -73,8 +75,10 @@ class OptimalCell:
         return f"opt-{self.prior}-{self.family}-{self.constraint}-T{self.T}-{digest}"
 
     def payload_fields(self) -> dict:
-        return {"prior": self.prior, "family": self.family, "constraint": self.constraint,
-                "T": self.T, "grid": self.grid, "restarts": self.restarts,
+        # "version" changes when the optimiser's search changes, so old cells recompute
+        return {"version": OPTIMISER_VERSION, "prior": self.prior, "family": self.family,
+                "constraint": self.constraint, "T": self.T, "grid": self.grid,
+                "restarts": self.restarts,
                 "max_iter": self.max_iter, "keep_best": self.keep_best, "step": self.step}
 
 

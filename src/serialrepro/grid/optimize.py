@@ -534,9 +534,9 @@ def optimize_levels(problem: Problem, restarts: int = 2, max_iter: int = 100, se
     """Minimise the problem's objective over its constrained levels by L-BFGS.
 
     Starts: ``inits`` (e.g. the baselines' levels, mapped to their shape), a linear shape
-    (z = 0) and ``restarts`` seeded random shapes (z ~ N(0, 1)); the ``keep_best`` best
-    starts are optimised, and the best point ever evaluated is returned, so the result is
-    never worse than any start.
+    (z = 0), the collapsed shapes of :func:`collapsed_starts` and ``restarts`` seeded random
+    shapes (z ~ N(0, 1)); the ``keep_best`` best starts are optimised, and the best point
+    ever evaluated is returned, so the result is never worse than any start.
     """
     t0 = time.perf_counter()
     n = problem.free
@@ -549,7 +549,7 @@ def optimize_levels(problem: Problem, restarts: int = 2, max_iter: int = 100, se
     dtype, dev = problem.data.dtype, problem.data.device
     gen = torch.Generator().manual_seed(seed)
     starts = [torch.zeros(n, dtype=dtype)]
-    for lv in inits or []:
+    for lv in list(inits or []) + collapsed_starts(problem):
         if lv is not None and len(lv) == problem.T:
             starts.append(problem.z_from_levels(lv))
     starts += [torch.randn(n, generator=gen, dtype=dtype) for _ in range(restarts)]
@@ -585,6 +585,40 @@ def optimize_levels(problem: Problem, restarts: int = 2, max_iter: int = 100, se
         levels[i] = max(v, problem.floor if i == 0 else levels[i - 1])
     return OptimizeResult(levels, best["val"], iterations, best["evals"],
                           time.perf_counter() - t0, len(order))
+
+
+def collapsed_starts(problem: Problem) -> list[list[float]]:
+    """Schedules that do all their work in the last m steps, m = 1, 2, 3 and T/2: the
+    first T − m levels at the lowest level (the start level A under ``ends``), the last m
+    linearly spaced and mapped by the constraint.
+
+    A level at the floor is (numerically) an identity kernel, and a reverse step with it
+    changes nothing, so a T-step schedule can do what any m-step one does; L-BFGS from a
+    spread-out start need not find that (the landscape has a local optimum with every step
+    used), so these starts let the optimum at T be at least as good as the best m-step
+    schedule it contains."""
+    T, con = problem.T, problem.constraint
+    out = []
+    for m in sorted({1, 2, 3, T // 2}):
+        if not 1 <= m < T:
+            continue
+        if con.kind == "ends":
+            a, b = con.values
+            if m < 2:
+                continue
+            tail = [a + (b - a) * i / (m - 1) for i in range(m)]
+            out.append([a] * (T - m) + tail)
+            continue
+        frac = [(i + 1) / m for i in range(m)]
+        x = torch.tensor([1e-9] * (T - m) + frac, dtype=problem.data.dtype,
+                         device=problem.data.device)
+        try:
+            with torch.no_grad():
+                out.append([float(v) for v in problem.levels_from_shape(x).clamp_min(
+                    problem.floor)])
+        except UserInputError:
+            continue
+    return out
 
 
 def _lbfgs(z: Tensor, value: Callable[[Tensor, bool], Tensor], max_iter: int) -> int:
