@@ -220,11 +220,11 @@ class Problem:
     def loss(self, levels: Tensor) -> Tensor:
         """kl or jsd (bits) of r_0 against the data: the forward marginals, then the reverse
         steps r_{t−1} = Post_t [K_t] r_t from p_F (:mod:`serialrepro.grid.process`)."""
-        from serialrepro.grid.process import forward_marginals, get_sampler
+        from serialrepro.grid.process import forward_marginals, get_step
 
         ks = self.kernels(levels)
         q = forward_marginals(self.data, ks)
-        r0 = get_sampler(self.step)(ks, q, self.start).final
+        r0 = get_step(self.step)(ks, q, self.start).final
         fn = scores.kl_bits if self.objective == "kl" else scores.jsd_bits
         return fn(r0, self.data, self.space.dims)
 

@@ -64,11 +64,11 @@ def optimize_command(
     from serialrepro.grid.kernels import check_dense_fits, resolve_backend
     from serialrepro.grid.optimize import OBJECTIVES, Problem, optimize_schedule, parse_constraint
     from serialrepro.grid.priors import make_prior
-    from serialrepro.grid.process import get_sampler, simulation_bytes
+    from serialrepro.grid.process import get_step, simulation_bytes
     from serialrepro.grid.space import parse_grid
 
     family = get_family(noise)
-    get_sampler(step)
+    get_step(step)
     if objective not in OBJECTIVES:
         raise UserInputError(f"unknown objective {objective!r}; valid choices: "
                              f"{', '.join(OBJECTIVES)}")
