@@ -40,6 +40,17 @@ def test_verdicts_say_no_when_the_numbers_say_no():
     assert "far from" in v["summary"][0] and "do not help" in v["summary"][0]
 
 
+def test_verdicts_flag_a_search_that_lost_to_a_shorter_schedule():
+    rows = _rows([0.1, 0.12, 0.15], [0.2, 0.3, 0.4])
+    for r in rows:
+        r["constraint"] = "total-variance"
+    v = optimal.verdicts(rows)
+    assert v["more_steps"]["total-variance"]["search_gaps"] == ["p/gaussian"]
+    assert "missed the global optimum" in v["summary"][0]
+    ok = optimal.verdicts(_rows([0.3, 0.2, 0.1], [0.31, 0.21, 0.105]))
+    assert ok["more_steps"]["ends"]["search_gaps"] == []
+
+
 def test_small_run_resumes_and_writes_results(tmp_path):
     sel = dict(priors=("swiss-roll",), families=("gaussian",), T_values=(2, 3),
                constraints=("ends", "total-variance"), grid="torus:8")

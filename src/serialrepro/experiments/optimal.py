@@ -230,7 +230,9 @@ def verdicts(rows: list[dict]) -> dict:
        than :data:`HELPS` relative; per constraint the share of (prior, family) that help.
 
     Also the shape of the optima: the share of each optimum's steps at its top level and
-    its largest single jump relative to its range (1 = one step does all the work).
+    its largest single jump relative to its range (1 = one step does all the work); and
+    where the optimiser is seen to have missed the global optimum (outside ``ends`` a
+    T-step schedule contains every shorter one, so its optimal kl cannot rise with T).
     """
     opt = {(r["prior"], r["noise"], r["constraint"], r["T"]): r for r in rows
            if r["schedule"] == "optimal"}
@@ -276,12 +278,19 @@ def verdicts(rows: list[dict]) -> dict:
             group = sorted(group, key=lambda r: r["T"])
             first, last = group[0], group[-1]
             drop = (first["kl_bits"] - last["kl_bits"]) / max(first["kl_bits"], 1e-300)
+            # levels at the floor are identity steps, so outside ``ends`` a T-step optimum
+            # contains every shorter one: a kl above a shorter T's is a search failure
+            kls = [r["kl_bits"] for r in group]
+            gap = con != "ends" and any(
+                k > min(kls[:i]) * (1 + 1e-3) + 1e-9 for i, k in enumerate(kls) if i)
             helps[f"{prior}/{fam}"] = {
-                "T": [r["T"] for r in group], "kl_bits": [r["kl_bits"] for r in group],
-                "relative_drop": drop, "helps": drop > HELPS}
+                "T": [r["T"] for r in group], "kl_bits": kls,
+                "relative_drop": drop, "helps": drop > HELPS, "search_gap": gap}
         share = sum(h["helps"] for h in helps.values()) / len(helps) if helps else None
         out["more_steps"][con] = {"by_condition": helps, "share_helps": share,
-                                  "helps": share is not None and share > 0.5}
+                                  "helps": share is not None and share > 0.5,
+                                  "search_gaps": sorted(k for k, h in helps.items()
+                                                        if h["search_gap"])}
     out["summary"] = summary_lines(out)
     return out
 
@@ -317,7 +326,10 @@ def summary_lines(v: dict) -> list[str]:
             f"{'help' if m['helps'] else 'do not help'} the optimum in "
             f"{_pct(m['share_helps'])} of prior/family pairs; optimum shape: median "
             f"{_pct(s['median_top_share'])} of steps at the top level, largest jump "
-            f"{_pct(s['median_largest_jump'])} of the range")
+            f"{_pct(s['median_largest_jump'])} of the range"
+            + (f"; the optimiser missed the global optimum (kl rises with T although "
+               f"longer schedules contain shorter ones) for {', '.join(m['search_gaps'])}"
+               if m["search_gaps"] else ""))
     return lines
 
 
