@@ -117,3 +117,23 @@ def test_equal_complexity_levels_feed_simulate(capsys, monkeypatch):
     code, lin, _ = run_in_process(["simulate", "--grid", "paper:0.1", "--sigmas",
                                    "0.01:0.05:4", "--json"], capsys, monkeypatch)
     assert got["complexity_bits"] < json.loads(lin)["complexity_bits"]
+
+
+def test_experiment_command_runs_and_resumes(tmp_path, capsys, monkeypatch):
+    args = ["schedule", "experiment", "--out", str(tmp_path), "--prior", "swiss-roll",
+            "--noise", "gaussian", "--T", "2,3", "--grid", "torus:8"]
+    code, out, err = run_in_process(args, capsys, monkeypatch)
+    assert code == 0, err
+    assert "ends:" in out and (tmp_path / "verdicts.json").is_file()
+    code, out2, err2 = run_in_process(args, capsys, monkeypatch)
+    assert code == 0 and "cached" in err2 and out2 == out
+
+
+@pytest.mark.parametrize("args, needle", [(["--preset", "huge"], "valid choices"),
+                                          (["--prior", "moon"], "valid choices"),
+                                          (["--T", "0"], "≥ 1")])
+def test_experiment_command_bad_input(args, needle, tmp_path, capsys, monkeypatch):
+    code, _, err = run_in_process(["schedule", "experiment", "--out", str(tmp_path / "o"),
+                                   *args], capsys, monkeypatch)
+    assert code == 2 and needle in err
+    assert not (tmp_path / "o").exists()
