@@ -94,6 +94,7 @@ _COMMAND_MODULES = [
     "serialrepro.grid.schedule_cli",
     "serialrepro.models.cli",
     "serialrepro.experiments.cli",
+    "serialrepro.experiments.optimal_cli",
     "serialrepro.chains.cli",
 ]
 
