@@ -17,7 +17,7 @@ def experiment_command(
     prior: str | None = typer.Option(None, "--prior", metavar="LIST",
                                      help="comma list of priors (default: swiss-roll, "
                                      "three-modes)"),
-    noise: str | None = typer.Option(None, "--noise", metavar="LIST",
+    noise: str | None = typer.Option(None, "--noise", "--family", metavar="LIST",
                                      help="comma list of families (default: gaussian, "
                                      "bimodal, fade-uniform)"),
     T: str | None = typer.Option(None, "--T", metavar="LIST",
