@@ -1,8 +1,8 @@
 """Trained diffusion models under any noise family.
 
 - :mod:`~serialrepro.models.schedules`: DDPM linear / cosine betas, respacing for strides.
-- :mod:`~serialrepro.models.noise`: tensor noise families (VP gaussian, laplace, uniform,
-  student-t; fade-uniform, blur, mask): ``degrade(x0, ᾱ, noise)``, limits, noise inference.
+- :mod:`~serialrepro.models.noise`: the tensor form of the noise families (VP gaussian, laplace,
+  uniform, student-t; resample-uniform, blur, mask): ``degrade(x0, ᾱ, noise)``, limits.
 - :mod:`~serialrepro.models.diffusion`: :class:`Diffusion` (family + schedule):
   ``add_noise``, ``step`` (DDPM), ``ddim_step``, ``reproduction_step``, ``cold_step``.
 - :mod:`~serialrepro.models.reconstruct`: a network as the reconstruction of one
