@@ -65,7 +65,7 @@ class OptimalCell:
     max_iter: int
     keep_best: int = 1
     step: str = "serial"
-    experiment: str = "ext-optimal"
+    experiment: str = "optimal-schedules"  # the standalone run; configs pass their name
     keep: bool = False
 
     @property
@@ -98,7 +98,6 @@ def cells(preset: str = "quick", priors=PRIORS, families=FAMILIES, T_values=None
 
 def constraint_spec(kind: str, family: str, data, space) -> str:
     """The constraint of ``kind`` for ``family`` (see the module docstring)."""
-    from serialrepro.families import get_family
     from serialrepro.grid import scores
     from serialrepro.grid.optimize import paper_ends
     from serialrepro.grid.priors import limit_distribution
@@ -110,7 +109,7 @@ def constraint_spec(kind: str, family: str, data, space) -> str:
         return f"total-variance:{a * a + b * b!r}"
     if kind == "max-level":
         return f"max-level:{b!r}"
-    start = limit_distribution(get_family(family).limit, space).to(data)
+    start = limit_distribution(family, space).to(data)
     return f"final-kl:{0.5 * float(scores.kl_bits(data, start, space.dims))!r}"
 
 

@@ -84,21 +84,12 @@ def paper_ends(family: str | NoiseFamily) -> tuple[float, float]:
 
 
 def level_bounds(family: str | NoiseFamily) -> tuple[float, float]:
-    """(lowest, highest) valid level of ``family``, read from its own validation: a family
-    that accepts 0 and refuses anything above 1 (the fades) has bounds (0, 1); the others
-    need σ > 0 and have no upper bound (inf)."""
+    """(lowest, highest) valid level of ``family``, from its declared bounds
+    (``min_level``, ``max_level``, ``zero_level_valid``): (0, 1) for the fades; for the
+    others the smallest positive float (σ > 0) and inf."""
     fam = get_family(family)
-
-    def ok(s: float) -> bool:
-        try:
-            fam.check_sigma(s)
-        except UserInputError:
-            return False
-        return True
-
-    lo = 0.0 if ok(0.0) else math.ulp(0.0)
-    hi = 1.0 if ok(1.0) and not ok(math.nextafter(1.0, 2.0)) else math.inf
-    return lo, hi
+    lo = fam.min_level if fam.zero_level_valid else math.nextafter(fam.min_level, math.inf)
+    return lo, fam.max_level
 
 
 @dataclass(frozen=True)
@@ -198,7 +189,7 @@ class Problem:
         if self.objective not in OBJECTIVES:
             raise UserInputError(f"unknown objective {self.objective!r}; valid choices: "
                                  f"{', '.join(OBJECTIVES)}")
-        self.start = limit_distribution(self.family.limit, self.space).to(self.data)
+        self.start = limit_distribution(self.family, self.space).to(self.data)
         self.bounds = level_bounds(self.family)
 
     # the engine, differentiable in the levels ------------------------------------
