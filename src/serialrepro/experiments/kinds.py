@@ -42,7 +42,7 @@ from serialrepro.experiments.runner import _payload, compute_cell
 from serialrepro.store import grid_record_problem
 
 #: modules that register experiment kinds when imported (beside the built-in grid sweep)
-KIND_MODULES: tuple[str, ...] = ()
+KIND_MODULES: tuple[str, ...] = ("serialrepro.experiments.optimal_kind",)
 
 
 @dataclass(frozen=True)
