@@ -14,7 +14,7 @@ kl against T answers "does more steps help?" at an equal constraint
 * ``final-kl``: KL(q_T‖p_F) = ½ KL(q_0‖p_F): the forward process covers half the
   distance to p_F in bits.
 
-Cells are stored one file per cell through :class:`~serialrepro.experiments.store.
+Cells are stored one file per cell through :class:`~serialrepro.store.
 CellStore`, so an interrupted run resumes. :func:`verdicts` answers the two questions
 from the rows alone (no plotting); :func:`plot_optima` draws the optimal schedules
 against T.
@@ -186,7 +186,7 @@ def rows_of(cell: OptimalCell, record: dict) -> list[dict]:
 def run(out_dir: str | Path, preset: str = "quick", progress: Callable[[str], None] | None = None,
         **select) -> list[dict]:
     """Compute (or resume) every cell into ``out_dir/cells`` and return the tidy rows."""
-    from serialrepro.experiments.store import CellStore
+    from serialrepro.store import CellStore
 
     store = CellStore(Path(out_dir) / "cells")
     rows: list[dict] = []
