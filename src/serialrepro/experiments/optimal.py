@@ -69,6 +69,12 @@ class OptimalCell:
     keep: bool = False
 
     @property
+    def description(self) -> str:
+        """The cell as the progress bar names it."""
+        return (f"{self.experiment}: {self.prior}, {self.family}, {self.constraint}, "
+                f"T={self.T}, {self.grid}")
+
+    @property
     def key(self) -> str:
         body = json.dumps(self.payload_fields(), sort_keys=True)
         digest = hashlib.sha256(body.encode()).hexdigest()[:12]
