@@ -3,10 +3,23 @@
 - :mod:`~serialrepro.models.schedules`: DDPM linear / cosine betas, respacing for strides.
 - :mod:`~serialrepro.models.noise`: tensor noise families (VP gaussian, laplace, uniform,
   student-t; fade-uniform, blur, mask): ``degrade(x0, ᾱ, noise)``, limits, noise inference.
-- :mod:`~serialrepro.models.diffusion`: :class:`Diffusion` (family + schedule):
-  ``add_noise``, ``step`` (DDPM), ``ddim_step``, ``reproduction_step``, ``cold_step``.
+- :mod:`~serialrepro.models.diffusion`: :class:`Diffusion` (family + schedule), called as
+  diffusers' ``DDPMScheduler`` (``add_noise``, ``set_timesteps``, ``step``), and
+  :class:`DDIMDiffusion` as ``DDIMScheduler``; ``ddpm_step``, ``ddim_step``,
+  ``reproduction_step``, ``cold_step`` for the samplers.
 - :mod:`~serialrepro.models.samplers`: one-signature samplers returning a trajectory.
 - :mod:`~serialrepro.models.networks`: time-conditioned MLP and small UNet denoisers.
 - :mod:`~serialrepro.models.training`: seeded, resumable training; loading; sampling.
 - :mod:`~serialrepro.models.fig4`: the paper's Figure 4 (FID vs number of steps).
 """
+
+__all__ = ["DDIMDiffusion", "Diffusion", "SchedulerOutput"]
+
+
+def __getattr__(name: str):
+    # on first use, so that `serialrepro --help` (which imports models.cli) loads no torch
+    if name in __all__:
+        from serialrepro.models import diffusion
+
+        return getattr(diffusion, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

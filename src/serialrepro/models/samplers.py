@@ -42,7 +42,7 @@ StepFn = Callable[[Tensor, int, Tensor, GeneratorLike], tuple[Tensor, Tensor]]
 def _run(step: StepFn, denoiser: Denoiser, x: Tensor, process: Diffusion,
          generator: GeneratorLike, callback: Callback | None, keep_states: bool) -> Trajectory:
     """The reverse loop shared by every sampler: t = τ_{n−1}, …, τ_0."""
-    timesteps = process.timesteps.tolist()[::-1]
+    timesteps = process.timesteps.tolist()  # descending
     traj = Trajectory(x, timesteps)
     t_batch = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for i, t in enumerate(timesteps):
@@ -68,7 +68,7 @@ def ddpm_sampler(denoiser: Denoiser, x: Tensor, process: Diffusion,
                  generator: GeneratorLike = None, callback: Callback | None = None,
                  keep_states: bool = False) -> Trajectory:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), on any respaced schedule."""
-    return _run(process.step, denoiser, x, process, generator, callback, keep_states)
+    return _run(process.ddpm_step, denoiser, x, process, generator, callback, keep_states)
 
 
 def ddim_sampler(denoiser: Denoiser, x: Tensor, process: Diffusion,
