@@ -99,7 +99,7 @@ def spaced_timesteps(num_train_timesteps: int, num_inference_steps: int,
     docstring), in numpy float64 as there. One difference: for ``trailing`` diffusers
     computes ``np.arange(T, 0, -T/n)``, which for some n (61 of T = 1000, for one)
     yields an (n+1)-th value just above 0 that becomes timestep −1; the values here are
-    the same ``T − i·T/n`` for exactly i = 0..n−1.
+    arange's own for exactly i = 0..n−1.
     """
     if spacing not in TIMESTEP_SPACINGS:
         raise unknown_name("timestep spacing", spacing, TIMESTEP_SPACINGS)
@@ -117,7 +117,9 @@ def spaced_timesteps(num_train_timesteps: int, num_inference_steps: int,
     elif spacing == "leading":
         ts = (np.arange(0, n) * (T // n)).round()[::-1].astype(np.int64) + int(steps_offset)
     else:
-        ts = np.round(T - np.arange(n) * (T / n)).astype(np.int64) - 1
+        # np.arange(T, 0, -T/n)'s values, T + i·d with d = (T − T/n) − T as numpy fills them
+        step = (T + -(T / n)) - T
+        ts = np.round(T + np.arange(n) * step).astype(np.int64) - 1
     out = ts.tolist()
     if out[0] > T - 1:
         raise UserInputError(f"steps_offset {steps_offset} with {n} leading steps reaches "
