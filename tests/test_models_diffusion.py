@@ -44,8 +44,10 @@ def _reference(cls, ours: Diffusion, **config):
     code on float64 samples with its tables in float64: the implementations then agree
     to ~1e−12, and any slip in a formula shows as a difference of order 1e−2 or more.
     """
-    schedule = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[ours.schedule.name]
-    ref = cls(num_train_timesteps=ours.num_train_timesteps, beta_schedule=schedule, **config)
+    if "trained_betas" not in config:
+        config["beta_schedule"] = {"linear": "linear",
+                                   "cosine": "squaredcos_cap_v2"}[ours.schedule.name]
+    ref = cls(num_train_timesteps=ours.num_train_timesteps, **config)
     torch.testing.assert_close(ours.betas.float(), ref.betas, rtol=1e-6, atol=1e-9)
     ref.betas = ours.betas.clone()
     ref.alphas = 1.0 - ref.betas
@@ -384,3 +386,42 @@ def test_v_prediction_trains_and_samples(tmp_path):
     assert m.process.prediction_type == "v_prediction"
     for sampler in ("ddpm", "ddim", "x0-renoise", "cold"):
         assert torch.isfinite(sample_from(m, 4, sampler=sampler, stride=5)).all()
+
+
+# -- scheduler configs -------------------------------------------------------------------------
+@pytest.mark.parametrize("beta_schedule,T", [("linear", 1000), ("linear", 100),
+                                             ("scaled_linear", 1000),
+                                             ("squaredcos_cap_v2", 1000), ("sigmoid", 500)])
+def test_from_config_reads_a_diffusers_scheduler_config(beta_schedule, T):
+    ref = diffusers.DDPMScheduler(num_train_timesteps=T, beta_schedule=beta_schedule,
+                                  beta_start=0.00085, beta_end=0.012, prediction_type="sample",
+                                  clip_sample_range=2.0, timestep_spacing="trailing")
+    ours = Diffusion.from_config(dict(ref.config))
+    torch.testing.assert_close(ours.betas.float(), ref.betas, rtol=2e-6, atol=1e-9)
+    assert (ours.prediction_type, ours.clip_sample, ours.clip_sample_range,
+            ours.timestep_spacing) == ("sample", True, 2.0, "trailing")
+    again = Diffusion.from_config(ours.config)  # our config round-trips
+    assert torch.equal(again.betas, ours.betas) and again.config == ours.config
+    assert ours.config.prediction_type == "sample"  # read as attributes too
+    ours.set_timesteps(10)
+    x = _x(20, dtype=D)
+    ref = _reference(diffusers.DDPMScheduler, ours, **{k: v for k, v in ours.config.items()
+                                                       if k != "num_train_timesteps"})
+    ref.set_timesteps(10)
+    want, _ = _loop(ref, net, x, torch.Generator().manual_seed(1))
+    got, _ = _loop(ours, net, x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, want, rtol=TOL, atol=TOL)
+
+
+def test_from_config_builds_ddim_and_refuses_what_it_cannot_honour():
+    cfg = dict(diffusers.DDIMScheduler(set_alpha_to_one=False).config)
+    ddim = DDIMDiffusion.from_config(cfg)
+    assert isinstance(ddim, DDIMDiffusion) and ddim.set_alpha_to_one is False
+    for key, value, match in [("thresholding", True, "thresholding"),
+                              ("rescale_betas_zero_snr", True, "rescale_betas_zero_snr"),
+                              ("variance_type", "learned_range", "fixed_large, fixed_small"),
+                              ("beta_schedule", "laplace", "squaredcos_cap_v2"),
+                              ("prediction_type", "flow", "v_prediction")]:
+        with pytest.raises(UserInputError, match=match) as info:
+            Diffusion.from_config({**cfg, key: value})
+        assert "\n" not in str(info.value)

@@ -54,6 +54,7 @@ from serialrepro.models.noise import GeneratorLike, TensorFamily, append_dims, m
 from serialrepro.models.schedules import (
     TIMESTEP_SPACINGS,
     NoiseSchedule,
+    diffusers_schedule,
     make_schedule,
     spaced_timesteps,
 )
@@ -113,6 +114,16 @@ class SchedulerOutput(NamedTuple):
 
     def to_tuple(self) -> tuple[Tensor, Tensor]:
         return tuple(self)
+
+
+class SchedulerConfig(dict):
+    """A scheduler's settings: a dict whose keys also read as attributes."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class Diffusion:
@@ -175,6 +186,44 @@ class Diffusion:
         """The process of a family on the named schedule (keyword options as the class)."""
         return cls(family, make_schedule(schedule, num_timesteps), prediction_type,
                    clip_sample, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: dict, family: TensorFamily | str = "gaussian") -> Diffusion:
+        """The process of a diffusers scheduler config (``scheduler_config.json`` as a
+        mapping; DDPMScheduler's and DDIMScheduler's keys), on ``family``.
+
+        Betas by :func:`~serialrepro.models.schedules.diffusers_schedule`; clipping,
+        prediction type, variance type, spacing and offset as configured. Settings we do
+        not reproduce (``thresholding``, ``rescale_betas_zero_snr``, learned variances)
+        are refused in one line when turned on; other keys (``_class_name``, PNDM's
+        ``skip_prk_steps``, …) do not change the process and are ignored.
+        """
+        if not isinstance(config, dict):
+            raise UserInputError("a scheduler config must be a mapping of option names to "
+                                 "values")
+        c = {k: v for k, v in config.items() if not k.startswith("_")}
+        for key in ("thresholding", "rescale_betas_zero_snr"):
+            if c.get(key):
+                raise UserInputError(f"scheduler config: {key}=true is not supported; only "
+                                     "plain clipping (clip_sample) is")
+        variance = c.get("variance_type") or "fixed_small"
+        schedule = diffusers_schedule(c.get("num_train_timesteps", 1000),
+                                      c.get("beta_start", 0.0001), c.get("beta_end", 0.02),
+                                      c.get("beta_schedule", "linear"), c.get("trained_betas"))
+        extra = {"set_alpha_to_one": bool(c.get("set_alpha_to_one", True))} \
+            if issubclass(cls, DDIMDiffusion) else {}
+        return cls(family, schedule, c.get("prediction_type", "epsilon"),
+                   bool(c.get("clip_sample", True)), c.get("clip_sample_range", 1.0),
+                   variance_type=variance,
+                   timestep_spacing=c.get("timestep_spacing", "leading"),
+                   steps_offset=c.get("steps_offset", 0), **extra)
+
+    @property
+    def config(self) -> SchedulerConfig:
+        """This process's settings under diffusers' config names (``from_config`` reads
+        them back), as a mapping with attribute access like diffusers' ``config``."""
+        return SchedulerConfig(num_train_timesteps=self.num_train_timesteps,
+                               trained_betas=self.betas.tolist(), **self._settings())
 
     @property
     def num_steps(self) -> int:

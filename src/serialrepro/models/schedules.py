@@ -244,6 +244,48 @@ class NaiveStridedSchedule(NoiseSchedule):
         return self.kept_alphas_cumprod_prev
 
 
+#: diffusers' ``beta_schedule`` names that :func:`diffusers_schedule` reproduces.
+DIFFUSERS_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+
+
+def diffusers_schedule(num_train_timesteps: int = 1000, beta_start: float = 0.0001,
+                       beta_end: float = 0.02, beta_schedule: str = "linear",
+                       trained_betas: Sequence[float] | None = None) -> NoiseSchedule:
+    """The training schedule of a diffusers scheduler config, in float64.
+
+    diffusers' formulas: ``linear`` β = linspace(β_start, β_end, T) (not rescaled by
+    1000/T, unlike :func:`linear_betas`); ``scaled_linear`` β = linspace(√β_start,
+    √β_end, T)² (latent diffusion); ``squaredcos_cap_v2`` :func:`cosine_betas` (Nichol &
+    Dhariwal eq. 17, the same formula); ``sigmoid`` β_start + (β_end − β_start)·
+    sigmoid(linspace(−6, 6, T)) (GeoDiff); or the given ``trained_betas``. The schedule is
+    named ``linear``/``cosine`` where it equals ours.
+    """
+    T = int(num_train_timesteps)
+    if T < 1:
+        raise UserInputError(f"num_train_timesteps {num_train_timesteps!r} must be at least 1")
+    if trained_betas is not None:
+        betas, name = torch.as_tensor(trained_betas, dtype=torch.float64).flatten(), "trained"
+        T = int(betas.numel())
+    elif beta_schedule == "squaredcos_cap_v2":
+        betas, name = cosine_betas(T), "cosine"
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        ours = (T, beta_start, beta_end) == (1000, 0.0001, 0.02)
+        name = "linear" if ours else "diffusers-linear"
+    elif beta_schedule == "scaled_linear":
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=torch.float64) ** 2
+        name = "scaled_linear"
+    elif beta_schedule == "sigmoid":
+        x = torch.linspace(-6, 6, T, dtype=torch.float64)
+        betas, name = torch.sigmoid(x) * (beta_end - beta_start) + beta_start, "sigmoid"
+    else:
+        raise unknown_name("diffusers beta_schedule", beta_schedule, DIFFUSERS_BETA_SCHEDULES)
+    if not (bool(torch.isfinite(betas).all()) and bool((betas > 0).all())
+            and bool((betas < 1).all())):
+        raise UserInputError(f"the {name} betas must all lie in (0, 1)")
+    return NoiseSchedule(name, betas, torch.arange(T), T)
+
+
 def make_schedule(name: str, num_timesteps: int = 1000) -> NoiseSchedule:
     """The named schedule with ``num_timesteps`` steps; unknown names list the valid ones."""
     try:
