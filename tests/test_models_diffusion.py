@@ -425,3 +425,23 @@ def test_from_config_builds_ddim_and_refuses_what_it_cannot_honour():
         with pytest.raises(UserInputError, match=match) as info:
             Diffusion.from_config({**cfg, key: value})
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_process_follows_its_input_onto_cuda():
+    cpu = DDIMDiffusion(F, make_schedule("cosine", 1000), prediction_type="v_prediction",
+                        clip_sample=True)
+    gpu = DDIMDiffusion(F, make_schedule("cosine", 1000), prediction_type="v_prediction",
+                        clip_sample=True)
+    cpu.set_timesteps(25)
+    gpu.set_timesteps(25, device="cuda")
+    x0, noise, t = _x(21, dtype=D), _x(22, dtype=D), torch.tensor([0, 5, 500, 999, 3, 7])
+    torch.testing.assert_close(gpu.add_noise(x0.cuda(), noise.cuda(), t.cuda()).cpu(),
+                               cpu.add_noise(x0, noise, t), rtol=1e-12, atol=1e-12)
+    want, _ = _loop(cpu, net, x0, None, eta=0.0)
+    got, _ = _loop(gpu, net, x0.cuda(), None, eta=0.0)
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-9, atol=1e-9)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    out = ddpm_sampler(net, x0.cuda(), gpu, g).samples
+    assert out.device.type == "cuda" and torch.isfinite(out).all()
