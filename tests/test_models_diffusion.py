@@ -280,7 +280,8 @@ def test_unrespaced_thousand_step_loop_equals_diffusers_in_float32():
     x = _x(14, (4, 3))
     want, _ = _loop(ref, net, x, torch.Generator().manual_seed(15))
     got, _ = _loop(proc, net, x, torch.Generator().manual_seed(15))
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # measured 1.7e−4 (diffusers' float32 ᾱ vs our float64 one); a slip is O(1e−2)
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
 
 
 # -- outputs, aliases, migration -------------------------------------------------------------

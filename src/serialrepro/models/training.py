@@ -51,8 +51,9 @@ class TrainConfig:
     family: str = "gaussian"
     schedule: str = "linear"
     num_timesteps: int = 1000
-    prediction_type: str | None = None  # None: the family's default (epsilon for VP, else
-    # sample); the old names eps and x0 are read from saved configs as epsilon and sample
+    # None: the family's default (epsilon for VP families, else sample); saved configs
+    # holding the old names eps and x0 are read as epsilon and sample
+    prediction_type: str | None = None
     denoiser: str = "auto"  # auto: mlp for vectors, unet for images
     denoiser_options: dict = field(default_factory=dict)
     steps: int = 2000
