@@ -179,8 +179,8 @@ def _loop(scheduler, model, x, generator, **step_kwargs):
     return x, x0s
 
 
-SAMPLERS = [("ddpm", "fixed_small", None), ("ddpm", "fixed_large", None), ("ddim", None, 0.0),
-            ("ddim", None, 1.0)]
+SAMPLERS = [("ddpm", "fixed_small", None), ("ddpm", "fixed_small_log", None),
+            ("ddpm", "fixed_large", None), ("ddim", None, 0.0), ("ddim", None, 1.0)]
 
 
 @pytest.mark.parametrize("kind,variance,eta", SAMPLERS)
@@ -420,7 +420,7 @@ def test_from_config_builds_ddim_and_refuses_what_it_cannot_honour():
     assert isinstance(ddim, DDIMDiffusion) and ddim.set_alpha_to_one is False
     for key, value, match in [("thresholding", True, "thresholding"),
                               ("rescale_betas_zero_snr", True, "rescale_betas_zero_snr"),
-                              ("variance_type", "learned_range", "fixed_large, fixed_small"),
+                              ("variance_type", "learned_range", "fixed_large, fixed_small, "),
                               ("beta_schedule", "laplace", "squaredcos_cap_v2"),
                               ("prediction_type", "flow", "v_prediction")]:
         with pytest.raises(UserInputError, match=match) as info:

@@ -80,8 +80,10 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 #: Old names, still accepted (with a DeprecationWarning where a caller gives them).
 PREDICTION_ALIASES = {"eps": "epsilon", "x0": "sample"}
 #: The posterior variances of diffusers' ``variance_type`` that :meth:`Diffusion.step`
-#: supports: σ² = β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t, or σ² = β_t (Ho et al. 2020, §3.2).
-VARIANCE_TYPES = ("fixed_small", "fixed_large")
+#: supports: σ² = β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t (``fixed_small``; ``fixed_small_log``
+#: is the same σ computed as exp(½ log β̃_t)), or σ² = β_t (``fixed_large``); Ho et al.
+#: 2020, §3.2.
+VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large")
 
 
 def check_prediction_type(name: str, warn: bool = True) -> str:
