@@ -159,7 +159,8 @@ def test_sampler_name_error(tmp_path):
                "--width", "8", "--device", "cpu", "--no-progress").returncode == 0
     r = run("sample", "--run-dir", str(run_dir), "--out", str(tmp_path / "s.npz"),
             "--sampler", "euler")
-    assert r.returncode == 2 and "valid choices: auto, cold, ddim, ddpm, x0-renoise" in r.stderr
+    assert r.returncode == 2
+    assert "valid choices: auto, cold, ddim, ddpm, serial, x0-renoise" in r.stderr
 
 
 def test_fig4_sampler_variants():

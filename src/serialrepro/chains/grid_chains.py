@@ -65,22 +65,25 @@ def point_masses(space: GridSpace, points: Tensor) -> Tensor:
 
 def response_indices(space: GridSpace, kernel: GridKernel, prior: Tensor, rule: str,
                      circular: bool = False) -> Tensor:
-    """For every grid percept y, the flat index of the response r(y) (``mean``/``map``)."""
-    k = kernel.matrix()  # [y, x]
-    joint = k * prior.reshape(1, -1).to(k)  # K(y|x') p(x'), rows y
-    mass = joint.sum(dim=1, keepdim=True)
-    post = joint / torch.where(mass > 0, mass, 1.0)
+    """For every grid percept y, the flat index of the response r(y) (``mean``/``map``) to
+    the engine's posterior Post(· | y) = :func:`~serialrepro.grid.process.posterior` of the
+    point mass at y (row y of ``post``)."""
+    m = space.size
+    q = prior.to(torch.float64)
+    percepts = torch.eye(m, dtype=q.dtype, device=q.device).reshape(m, *space.shape)
+    post = posterior(percepts, kernel, q).reshape(m, m)  # rows y, columns x'
+    explained = post.sum(dim=1) > 0  # rows sum to 1, or 0 where no prior point explains y
     if rule == "map":
         idx = torch.argmax(post, dim=1)
     elif rule == "mean":
-        pts = space.points(k.dtype, k.device)
+        pts = space.points(post.dtype, post.device)
         r = circular_mean(post, pts) if circular else post @ pts
         idx = nearest_index(space, r)
     else:
         raise UserInputError(f"response rule {rule!r} has no deterministic response")
     # a percept no prior point can produce: report it as perceived
-    own = torch.arange(space.size, device=k.device)
-    return torch.where(mass.squeeze(1) > 0, idx, own)
+    own = torch.arange(space.size, device=post.device)
+    return torch.where(explained, idx, own)
 
 
 def transition_matrix(agent: Agent, space: GridSpace, sigma: float | None = None,

@@ -94,6 +94,7 @@ from serialrepro.chains.grid_chains import nearest_index
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import NoiseFamily, get_family
 from serialrepro.grid.kernels import FFTKernel, GridKernel, make_kernel
+from serialrepro.grid.process import inverse_above, posterior
 from serialrepro.grid.space import GridSpace
 from serialrepro.particles.rng import chain_blocks, pad_rows
 
@@ -278,9 +279,9 @@ def response_indices(kernel: GridKernel, q: Tensor, rule: str, circular: bool) -
                              .reshape(-1) for a in range(space.dims)], -1)
             resp = torch.atan2(s, c) / (2 * math.pi)
         else:
-            safe = torch.where(ok, kq.reshape(-1), 1.0)
+            inv = inverse_above(kq, kernel.noise_floor(kq)).reshape(-1)
             resp = torch.stack([kernel.apply(q * pts[:, a].reshape(space.shape)).reshape(-1)
-                                / safe for a in range(space.dims)], -1)
+                                * inv for a in range(space.dims)], -1)
         idx = nearest_index(space, resp)
     elif rule == "map":
         idx = torch.empty(m, dtype=torch.long)
@@ -301,9 +302,9 @@ _KQ_TINY = 1e-290
 
 def _reciprocal(kq: Tensor, floor) -> Tensor:
     """1/K q where K q exceeds the FFT round-off ``floor`` and :data:`_KQ_TINY`, else 0
-    (such percepts count as impossible, as in the engine's posterior)."""
-    ok = (kq > floor) & (kq > _KQ_TINY)
-    return torch.where(ok, 1.0 / torch.where(ok, kq, 1.0), 0.0)
+    (such percepts count as impossible): the engine's own factor of Bayes' rule,
+    :func:`serialrepro.grid.process.inverse_above`."""
+    return inverse_above(kq, max(float(floor), _KQ_TINY))
 
 
 def _separable_terms(space: GridSpace, family: NoiseFamily, sigma: float):
@@ -378,7 +379,7 @@ def _general_probs(space, family, sigma, q, i, j, rule, production_sigma, produc
     m = space.size
     if rule == "sample":
         kq = kernel.apply(q)
-        r = _reciprocal(kq, kernel.noise_floor(kq)).reshape(1, -1)
+        r = _reciprocal(kq, kernel.noise_floor(kq))
         resp = None
     else:
         resp = response_indices(kernel, q, rule, circular)
@@ -390,9 +391,9 @@ def _general_probs(space, family, sigma, q, i, j, rule, production_sigma, produc
     for c, s0 in enumerate(range(0, len(starts), step)):
         idx = starts[s0:s0 + step]
         col = kernel_columns(kernel, idx)  # K(· | i), [b, M]
-        if resp is None:
-            w = q.reshape(1, -1) * kernel.apply_t((col * r).reshape(len(idx), *space.shape)
-                                                  ).reshape(len(idx), m)
+        if resp is None:  # Post K(· | i), the engine's posterior of each column
+            w = posterior(col.reshape(len(idx), *space.shape), kernel, q, inverse=r
+                          ).reshape(len(idx), m)
         else:
             w = torch.zeros_like(col).index_add_(1, resp, col)
         if prod is not None:

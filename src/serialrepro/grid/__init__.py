@@ -7,10 +7,11 @@ _EXPORTS = {
     "EPS": "scores",
     "FFTKernel": "kernels",
     "GridKernel": "kernels",
+    "GridReconstructor": "process",
     "GridSpace": "space",
     "KernelSchedule": "kernels",
     "SimulationResult": "process",
-    "Trajectory": "process",
+    "GridTrajectory": "process",
     "ancestral_sampler": "process",
     "check_schedule": "kernels",
     "entropy_bits": "scores",
@@ -34,8 +35,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "EPS", "DenseKernel", "FFTKernel", "GridKernel", "GridSpace", "KernelSchedule",
-    "SimulationResult", "Trajectory", "ancestral_sampler", "check_schedule", "entropy_bits",
+    "EPS", "DenseKernel", "FFTKernel", "GridKernel", "GridReconstructor", "GridSpace",
+    "GridTrajectory", "KernelSchedule", "SimulationResult", "ancestral_sampler", "check_schedule",
+    "entropy_bits",
     "forward_marginals", "from_image", "from_samples", "gaussian_mixture", "jsd_bits",
     "kl_bits", "limit_distribution", "make_kernel", "make_prior", "parse_grid", "posterior",
     "reproduce", "reproduce_transpose", "serial_reproduction_sampler", "simulate",

@@ -121,13 +121,13 @@ def simulate_command(
     from serialrepro.families import get_family
     from serialrepro.grid.kernels import check_dense_fits, resolve_backend
     from serialrepro.grid.priors import make_prior
-    from serialrepro.grid.process import check_keep, get_sampler, simulate, simulation_bytes
+    from serialrepro.grid.process import check_keep, get_step, simulate, simulation_bytes
     from serialrepro.grid.space import parse_grid
 
     # Validate everything, and check the cost by arithmetic, before any work: the levels
     # and the prior are built only once the whole simulation is known to fit.
     family = get_family(noise)
-    get_sampler(step)
+    get_step(step)
     space = parse_grid(grid, dims)
     used_backend = resolve_backend(space, backend)
     keep = check_keep(keep, figure is not None)

@@ -31,23 +31,28 @@ from serialrepro.grid import scores
 from serialrepro.grid.kernels import GridKernel, KernelSchedule
 from serialrepro.grid.priors import limit_distribution
 from serialrepro.grid.space import GridSpace
+from serialrepro.reconstruction import STEPS as RECONSTRUCTION_STEPS
 
-STEPS = ("serial", "ancestral")
-Callback = Callable[[int, Tensor], None]
+#: the reverse steps by name ("serial": the paper's Post_t K_t; "ancestral": Post_t)
+STEPS = tuple(RECONSTRUCTION_STEPS)
+#: called as ``callback(t − 1, r_{t−1})`` after each reverse step of the grid engine
+GridCallback = Callable[[int, Tensor], None]
 
 
-def _safe_ratio(v: Tensor, w: Tensor, floor: Tensor | float = 0.0) -> Tensor:
+def safe_ratio(v: Tensor, w: Tensor, floor: Tensor | float = 0.0) -> Tensor:
     """v ⊘ w with 0 where w ≤ ``floor``: an observation y the prior predicts with
     probability (numerically) zero carries no posterior mass, so Post is sub-stochastic
     where the input has mass the prior cannot explain (the paper's priors, mixed with
-    uniform, never do). ``floor`` is the kernel's round-off level (0 for dense)."""
+    uniform, never do). ``floor`` is the kernel's round-off level (0 for dense). The one
+    safe division of Bayes' rule in the project: chains and fits use it too."""
     return v * inverse_above(w, floor)
 
 
 def inverse_above(w: Tensor, floor: Tensor | float = 0.0) -> Tensor:
     """1/w where w > ``floor``, 0 elsewhere (also where w is subnormal): the factor
     v ↦ v ⊘ K q of Bayes' rule, computed once per prior and shared by the sampler step and
-    the stationarity pull-back. Differentiable in w."""
+    the stationarity pull-back. Differentiable in w. ``floor`` may be a tensor (one per
+    distribution of a batch)."""
     tiny = torch.finfo(w.dtype).tiny
     if isinstance(floor, Tensor) and (floor.numel() > 1 or floor.device.type != "cpu"):
         # one floor per distribution of a batch, or on an accelerator (no host sync)
@@ -210,9 +215,28 @@ def forward_marginals(
     return out.stacked()
 
 
+class GridReconstructor:
+    """The exact engine as a :class:`serialrepro.reconstruction.Reconstructor`: step t
+    perceives a distribution through K_t and reconstructs with prior q_{t−1},
+    Post_t v = q_{t−1} ⊙ K_tᵀ(v ⊘ q_t) (:func:`posterior`, with q_t = K_t q_{t−1} the next
+    forward marginal). Distributions in, distributions out: no generator is used."""
+
+    def __init__(self, kernels: Sequence[GridKernel], marginals: Tensor):
+        self.kernels, self.marginals = kernels, marginals
+
+    def perceive(self, p: Tensor, t: int, generator=None) -> Tensor:
+        """K_t p."""
+        return self.kernels[t - 1].apply(p)
+
+    def reconstruct(self, v: Tensor, t: int, generator=None) -> Tensor:
+        """Post_t v."""
+        return posterior(v, self.kernels[t - 1], self.marginals[t - 1], self.marginals[t])
+
+
 @dataclass
-class Trajectory:
-    """States of a reverse sampler: ``states[t]`` is r_t, t = 0..T (r_T is the start)."""
+class GridTrajectory:
+    """States of a grid reverse sampler: ``states[t]`` is r_t, t = 0..T (r_T is the start);
+    the trained-model samplers' record is :class:`serialrepro.models.samplers.SampleTrajectory`."""
 
     states: Tensor
     levels: list[float]
@@ -223,7 +247,7 @@ class Trajectory:
         return self.states[0]
 
 
-def _sampler(kernels, marginals, start, renoise, step, callback) -> Trajectory:
+def _sampler(kernels, marginals, start, step, callback) -> GridTrajectory:
     T = len(kernels)
     if marginals.shape[0] != T + 1:
         raise UserInputError(f"need {T + 1} marginals q_0..q_T for {T} kernels, "
@@ -231,40 +255,44 @@ def _sampler(kernels, marginals, start, renoise, step, callback) -> Trajectory:
     states = _Levels(T + 1, start, _tracks_grad(marginals, start,
                                                 levels=getattr(kernels, "levels", None)))
     r = states.set(T, start)
+    recon, reverse = GridReconstructor(kernels, marginals), RECONSTRUCTION_STEPS[step]
     for t in range(T, 0, -1):
-        r = states.set(t - 1, reproduce(r, kernels[t - 1], marginals[t - 1], marginals[t],
-                                        renoise=renoise))
+        r = states.set(t - 1, reverse(recon, r, t))
         if callback is not None:
             callback(t - 1, r)
     # a KernelSchedule knows its levels without building (or rebuilding) a kernel
     levels = getattr(kernels, "sigmas", None)
     levels = list(levels) if levels is not None else [float(k.sigma) for k in kernels]
-    return Trajectory(states.stacked(), levels, step)
+    return GridTrajectory(states.stacked(), levels, step)
 
 
 def serial_reproduction_sampler(
     kernels: Sequence[GridKernel], marginals: Tensor, start: Tensor,
-    callback: Callback | None = None,
-) -> Trajectory:
-    """r_{t−1} = Post_t K_t r_t from r_T = ``start`` (docs/design.md §1, the paper's sampler)."""
-    return _sampler(kernels, marginals, start, True, "serial", callback)
+    callback: GridCallback | None = None,
+) -> GridTrajectory:
+    """r_{t−1} = Post_t K_t r_t from r_T = ``start`` (docs/design.md §1, the paper's sampler):
+    the step ``serial`` of :mod:`serialrepro.reconstruction` over :class:`GridReconstructor`."""
+    return _sampler(kernels, marginals, start, "serial", callback)
 
 
 def ancestral_sampler(
     kernels: Sequence[GridKernel], marginals: Tensor, start: Tensor,
-    callback: Callback | None = None,
-) -> Trajectory:
+    callback: GridCallback | None = None,
+) -> GridTrajectory:
     """r_{t−1} = Post_t r_t from r_T = ``start`` ("denoise only", as DDPM without noise)."""
-    return _sampler(kernels, marginals, start, False, "ancestral", callback)
+    return _sampler(kernels, marginals, start, "ancestral", callback)
 
 
-SAMPLERS = {"serial": serial_reproduction_sampler, "ancestral": ancestral_sampler}
+#: the grid engine's reverse samplers by step name (the trained-model samplers are
+#: :data:`serialrepro.models.samplers.SAMPLERS`)
+GRID_STEPS = {"serial": serial_reproduction_sampler, "ancestral": ancestral_sampler}
 
 
-def get_sampler(step: str):
-    if step not in SAMPLERS:
-        raise UserInputError(f"unknown step {step!r}; valid choices: {', '.join(SAMPLERS)}")
-    return SAMPLERS[step]
+def get_step(step: str):
+    """The grid sampler of a reverse step by name; unknown names list the valid ones."""
+    if step not in GRID_STEPS:
+        raise UserInputError(f"unknown step {step!r}; valid choices: {', '.join(GRID_STEPS)}")
+    return GRID_STEPS[step]
 
 
 @dataclass
@@ -437,7 +465,7 @@ def _channel_information(k: GridKernel, prior: Tensor, pushed: Tensor, log_pushe
 
 
 def _run(data: Tensor, kernels: KernelSchedule, start: Tensor, renoise: bool,
-         steps: list[int] | None, info: bool, callback: Callback | None) -> dict:
+         steps: list[int] | None, info: bool, callback: GridCallback | None) -> dict:
     """The whole simulation in two passes, every score computed as its inputs appear.
 
     Forward (t = 1..T): q_t = K_t q_{t−1}; log₂(q_t + ε) once per t serves both
@@ -553,7 +581,7 @@ def simulate(
     backend: str = "auto",
     start: Tensor | None = None,
     info: bool = True,
-    callback: Callback | None = None,
+    callback: GridCallback | None = None,
     keep: str = "auto",
 ) -> SimulationResult:
     """Run the paper's optimal-diffusion simulation and score it (docs/design.md §2).
@@ -567,7 +595,7 @@ def simulate(
     """
     t0 = time.perf_counter()
     fam = get_family(family)
-    get_sampler(step)
+    get_step(step)
     if tuple(data.shape) != space.shape:
         raise UserInputError(f"data shape {tuple(data.shape)} does not match grid {space.shape}")
     kernels = KernelSchedule(space, fam, sigmas, backend, device=data.device, dtype=data.dtype)

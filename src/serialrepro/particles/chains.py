@@ -17,8 +17,9 @@ from torch import Tensor
 
 from serialrepro.chains.agents import Agent
 from serialrepro.errors import UserInputError
-from serialrepro.particles.posterior import respond, wrap
+from serialrepro.particles.posterior import EmpiricalReconstructor, wrap
 from serialrepro.particles.rng import chain_blocks, pad_rows
+from serialrepro.reconstruction import serial
 
 
 def particle_chains(
@@ -42,13 +43,11 @@ def particle_chains(
     out = torch.empty((len(sigmas) + 1, n_chains, agent.dims), dtype=x0.dtype,
                       device=x0.device)
     out[0] = wrap(x0) if agent.circular else x0
+    recon = EmpiricalReconstructor(agent.prior, agent.family, sigmas, agent.rule, agent.circular)
     for rows, gen in chain_blocks(n_chains, seed, x0.device):
         x = pad_rows(out[0, rows])
-        for n, sigma in enumerate(sigmas):
-            y = agent.family.sample(x, sigma, gen)
-            if agent.circular:
-                y = wrap(y)
-            x = respond(y, agent.prior, agent.family, sigma, agent.rule, gen, agent.circular)
+        for n in range(len(sigmas)):
+            x = serial(recon, x, n + 1, gen)  # perceive at σ_n, respond by the agent's rule
             if agent.production_sigma > 0:
                 x = agent.production_family.sample(x, agent.production_sigma, gen)
             if agent.circular:

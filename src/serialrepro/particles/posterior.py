@@ -2,25 +2,28 @@
 
 Two routes (docs/design.md §1, Post(x | y) ∝ K_σ(y | x) p(x)):
 
-* **closed form** — Gaussian-mixture prior Σ_k π_k N(m_k, C_k) with gaussian noise
-  N(x, σ²I) on a non-circular space: the posterior is the mixture with
-  weights ∝ π_k N(y; m_k, C_k + σ²I), means m_k + G_k (y − m_k), covariances
-  C_k − G_k C_k, G_k = C_k (C_k + σ²I)⁻¹ (Bishop 2006, eq. 2.116 for each component);
+* **closed form** — where the prior is conjugate to the family, it says so itself
+  (:meth:`~serialrepro.particles.priors.ParticlePrior.conjugate_posterior`: a
+  Gaussian-mixture prior with gaussian noise on a non-circular space gives a mixture);
 * **over the support** — any prior with a weighted support {(z_j, π_j)} and any
   family: log w_j = log π_j + log K_σ(y | z_j) − logsumexp(·), the self-normalised
   importance weights of the prior's support, kept in log space so that nothing
   underflows however peaked the likelihood is.
+
+:class:`EmpiricalReconstructor` is this engine's
+:class:`serialrepro.reconstruction.Reconstructor` (samples in, samples out).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from serialrepro.errors import UserInputError
-from serialrepro.families import NoiseFamily
+from serialrepro.families import NoiseFamily, get_family
 from serialrepro.particles.priors import GaussianMixturePrior, ParticlePrior, Support
 from serialrepro.particles.rng import gumbel_argmax
 
@@ -66,22 +69,14 @@ def support_log_posterior(
 
 
 def gmm_posterior(y: Tensor, prior: GaussianMixturePrior, sigma: float):
-    """Closed-form posterior of a Gaussian-mixture prior under gaussian noise.
-
-    Returns (log weights [N, K], means [N, K, D], Cholesky factors [K, D, D]).
-    """
-    d = prior.dims
-    m = prior.means.to(y)
-    c = prior.covs.to(y)
-    s = c + sigma * sigma * torch.eye(d, dtype=y.dtype, device=y.device)
-    gain = torch.linalg.solve(s, c).transpose(-1, -2)  # C S⁻¹ (S, C symmetric)
-    post_cov = c - gain @ c
-    post_cov = 0.5 * (post_cov + post_cov.transpose(-1, -2))
-    mvn = torch.distributions.MultivariateNormal(m, covariance_matrix=s)
-    logw = mvn.log_prob(y.unsqueeze(-2)) + torch.log(prior.weights.to(y))
-    logw = logw - torch.logsumexp(logw, dim=-1, keepdim=True)
-    means = m + ((y.unsqueeze(-2) - m).unsqueeze(-2) @ gain.transpose(-1, -2)).squeeze(-2)
-    return logw, means, torch.linalg.cholesky(post_cov)
+    """Closed-form posterior of a Gaussian-mixture prior under gaussian noise N(x, σ²I):
+    (log weights [N, K], means [N, K, D], Cholesky factors [K, D, D]), from
+    :meth:`GaussianMixturePrior.conjugate_posterior`."""
+    out = prior.conjugate_posterior(y, get_family("gaussian"), sigma)
+    if out is None:
+        raise UserInputError(f"prior {type(prior).__name__} has no closed-form posterior "
+                             "under gaussian noise; use a Gaussian-mixture prior")
+    return out
 
 
 def _mixture_mode(logw: Tensor, means: Tensor, chol: Tensor) -> Tensor:
@@ -135,11 +130,12 @@ def respond(
     y: Tensor, prior: ParticlePrior, family: NoiseFamily, sigma: float, rule: str,
     generator: torch.Generator, circular: bool = False,
 ) -> Tensor:
-    """The agent's reproduction x' [N, D] of perceived values y [N, D] under ``rule``."""
-    closed = (isinstance(prior, GaussianMixturePrior)
-              and family.gaussian_variance(sigma) is not None and not circular)
-    if closed:
-        logw, means, chol = gmm_posterior(y, prior, sigma)
+    """The agent's reproduction x' [N, D] of perceived values y [N, D] under ``rule``:
+    a draw from Post(· | y) (``sample``), its (circular) mean (``mean``) or its mode
+    (``map``), in closed form where the prior is conjugate to the family."""
+    closed = prior.conjugate_posterior(y, family, sigma, circular)
+    if closed is not None:
+        logw, means, chol = closed
         if rule == "sample":
             k = gumbel_argmax(logw, generator)
             z = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
@@ -156,3 +152,25 @@ def respond(
         w = torch.exp(logw)
         return circular_mean(w, pts) if circular else w @ pts
     return pts[torch.argmax(logw, dim=-1)]
+
+
+class EmpiricalReconstructor:
+    """Monte-Carlo serial reproduction as a :class:`serialrepro.reconstruction.Reconstructor`:
+    step t (1-based) perceives samples x [N, D] through the family at ``levels[t − 1]``
+    (wrapped onto [−0.5, 0.5) on circles) and responds by ``rule`` from the posterior
+    under ``prior`` (:func:`respond`). Draws come from the ``generator`` passed."""
+
+    def __init__(self, prior: ParticlePrior, family: NoiseFamily, levels: Sequence[float],
+                 rule: str = "sample", circular: bool = False):
+        self.prior, self.family, self.levels = prior, family, list(levels)
+        self.rule, self.circular = rule, circular
+
+    def perceive(self, x: Tensor, t: int, generator: torch.Generator | None = None) -> Tensor:
+        """y ~ K_{σ_t}(· | x)."""
+        y = self.family.sample(x, self.levels[t - 1], generator)
+        return wrap(y) if self.circular else y
+
+    def reconstruct(self, y: Tensor, t: int, generator: torch.Generator | None = None) -> Tensor:
+        """x' ~ Post(· | y) (or its mean or mode, by the rule)."""
+        return respond(y, self.prior, self.family, self.levels[t - 1], self.rule, generator,
+                       self.circular)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from serialrepro.budget import check_memory
 from serialrepro.errors import UserInputError
+from serialrepro.families import NoiseFamily
 from serialrepro.grid.priors import from_samples, gaussian_mixture
 from serialrepro.grid.space import GridSpace
 
@@ -54,6 +55,14 @@ class ParticlePrior(ABC):
     @abstractmethod
     def on_grid(self, space: GridSpace) -> Tensor:
         """The prior as a normalised density on ``space`` (for grid-exact chains)."""
+
+    def conjugate_posterior(self, y: Tensor, family: NoiseFamily, sigma: float,
+                            circular: bool = False) -> tuple[Tensor, Tensor, Tensor] | None:
+        """The posterior given percepts y [N, D] in closed form, as a Gaussian mixture
+        (log weights [N, K], means [N, K, D], Cholesky factors [K, D, D]), where this prior
+        is conjugate to ``family`` at level ``sigma``; None otherwise, and then the
+        posterior is taken over :meth:`support` (:mod:`serialrepro.particles.posterior`)."""
+        return None
 
     def _check_space(self, space: GridSpace) -> None:
         if space.dims != self.dims:
@@ -196,6 +205,26 @@ class GaussianMixturePrior(ParticlePrior):
         self.n_support = int(n_support)
         self.support_seed = int(support_seed)
         self._support: Support | None = None
+
+    def conjugate_posterior(self, y, family, sigma, circular=False):
+        """Gaussian noise N(x, σ²I) on a non-circular space is conjugate to the mixture:
+        the posterior is the mixture with weights ∝ π_k N(y; m_k, C_k + σ²I), means
+        m_k + G_k (y − m_k), covariances C_k − G_k C_k, G_k = C_k (C_k + σ²I)⁻¹ (Bishop
+        2006, eq. 2.116 for each component)."""
+        if circular or family.gaussian_variance(sigma) is None:
+            return None
+        d = self.dims
+        m = self.means.to(y)
+        c = self.covs.to(y)
+        s = c + sigma * sigma * torch.eye(d, dtype=y.dtype, device=y.device)
+        gain = torch.linalg.solve(s, c).transpose(-1, -2)  # C S⁻¹ (S, C symmetric)
+        post_cov = c - gain @ c
+        post_cov = 0.5 * (post_cov + post_cov.transpose(-1, -2))
+        mvn = torch.distributions.MultivariateNormal(m, covariance_matrix=s)
+        logw = mvn.log_prob(y.unsqueeze(-2)) + torch.log(self.weights.to(y))
+        logw = logw - torch.logsumexp(logw, dim=-1, keepdim=True)
+        means = m + ((y.unsqueeze(-2) - m).unsqueeze(-2) @ gain.transpose(-1, -2)).squeeze(-2)
+        return logw, means, torch.linalg.cholesky(post_cov)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) for x [..., D]."""
