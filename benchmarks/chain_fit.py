@@ -51,7 +51,7 @@ def _data(displays: int, sigma: float):
     import torch
 
     from serialrepro.chains.agents import Agent
-    from serialrepro.particles.chains import particle_chains
+    from serialrepro.chains.particle_chains import particle_chains
     from serialrepro.particles.priors import GaussianMixturePrior
 
     prior = GaussianMixturePrior(

@@ -187,7 +187,7 @@ def _reference_fft(data, sigmas, space, info: bool = True) -> dict:
     offsets = space.circulant_offsets(data.dtype, data.device)
 
     def kernel(sigma):
-        c = fam.grid_parts(offsets, sigma, tuple(range(nd)), space.spacing, None).circulant
+        c = fam.grid_parts(offsets, sigma, tuple(range(nd)), space.spacing, None).offset_weights
         c = c / c.sum()
         return c, torch.fft.rfftn(c, dim=dims)
 

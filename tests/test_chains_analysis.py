@@ -18,7 +18,7 @@ from serialrepro.chains.ar1 import fit_ar1, fit_circular_ar1
 from serialrepro.chains.closed_form import gaussian_chain_ar1
 from serialrepro.chains.coordinates import Coordinates, cluster_weights
 from serialrepro.chains.data import load_chains
-from serialrepro.particles.chains import particle_chains
+from serialrepro.chains.particle_chains import particle_chains
 from serialrepro.particles.priors import GaussianMixturePrior
 
 

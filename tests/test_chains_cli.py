@@ -180,7 +180,7 @@ def _hue_participants(path, sigmas=(0.02, 0.04, 0.07), n_chains=40, n_it=12):
     import torch
 
     from serialrepro.chains.agents import Agent
-    from serialrepro.particles.chains import particle_chains
+    from serialrepro.chains.particle_chains import particle_chains
     from serialrepro.particles.priors import PointSetPrior
 
     g = (np.arange(2000) + 0.5) / 2000 - 0.5
@@ -252,7 +252,7 @@ def _dot_displays(path, shuffle=True, n_disp=60, n_items=3, n_it=8, sigma=0.05):
     import torch
 
     from serialrepro.chains.agents import Agent
-    from serialrepro.particles.chains import particle_chains
+    from serialrepro.chains.particle_chains import particle_chains
     from serialrepro.particles.priors import GaussianMixturePrior
 
     prior = GaussianMixturePrior([[0.0, 0.0]], [[[0.01, 0.0], [0.0, 0.01]]])

@@ -17,8 +17,8 @@ from serialrepro.chains.closed_form import (
     stationary_var,
 )
 from serialrepro.chains.grid_chains import grid_chain_marginals, point_masses
+from serialrepro.chains.particle_chains import particle_chains
 from serialrepro.grid.space import GridSpace
-from serialrepro.particles.chains import particle_chains
 from serialrepro.particles.posterior import gmm_posterior
 from serialrepro.particles.priors import GaussianMixturePrior
 

@@ -21,13 +21,13 @@ from serialrepro.chains.noise_fit import (
     simulate_fitted,
     transition_probs,
 )
+from serialrepro.chains.particle_chains import particle_chains
 from serialrepro.errors import UserInputError
-from serialrepro.families import FAMILIES, von_mises_kappa
+from serialrepro.families import FAMILIES, GRID, family_names, von_mises_kappa
 from serialrepro.grid.space import GridSpace
-from serialrepro.particles.chains import particle_chains
 from serialrepro.particles.priors import GaussianMixturePrior, GridDensityPrior
 
-ALL = sorted(FAMILIES)
+ALL = sorted(family_names(GRID))
 #: rules and production noise levels the general path must match the dense matrix for
 RULE_CASES = [("sample", 0.0), ("sample", 0.05), ("mean", 0.0), ("mean", 0.04), ("map", 0.0)]
 

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from serialrepro.errors import UserInputError
-from serialrepro.experiments.catalog import REPRODUCE_ORDER, reproduce_configs, shipped_names
+from serialrepro.experiments.catalog import reproduce_configs, reproduce_names
 from serialrepro.experiments.config import expand, parse_config
 from serialrepro.experiments.schedules import (
     UNIFORM_DISPLACEMENT_VARIANCE,
@@ -22,7 +22,7 @@ from serialrepro.experiments.schedules import (
     schedule_shape,
 )
 from serialrepro.experiments.store import CellStore
-from serialrepro.families import FADE_WIDTH, FAMILIES
+from serialrepro.families import FADE_WIDTH, FAMILIES, GRID, family_names
 
 LINEAR = {"kind": "linear", "start": 0.01, "end": 0.05}
 
@@ -182,7 +182,8 @@ def test_quick_override_replaces_axes():
 
 
 def test_shipped_experiments_validate_and_cover_design_table():
-    assert set(REPRODUCE_ORDER) <= set(shipped_names())
+    assert reproduce_names() == ["fig2", "fig3", "figS2", "figS3-S4", "figS5", "ext-families",
+                                 "ext-schedules", "ext-resolution"]
     cells = {c.name: expand(c) for c in reproduce_configs()}
     fig3 = cells["fig3"]
     assert [c.T for c in fig3] == [2, 3, 6, 12, 24, 48, 100]
@@ -199,7 +200,7 @@ def test_shipped_experiments_validate_and_cover_design_table():
     assert {c.step for c in cells["figS2"]} == {"serial", "ancestral"}
     assert [c.T for c in cells["figS5"]] == [2, 3, 6, 12, 24, 48, 100]
     fams = cells["ext-families"]
-    assert {c.noise for c in fams} == set(FAMILIES)
+    assert {c.noise for c in fams} == set(family_names(GRID))
     assert {c.grid for c in fams} == {"torus:64"} and {c.prior for c in fams} == {
         "swiss-roll", "three-modes"}
     assert {c.grid for c in cells["ext-resolution"]} == {f"torus:{n}" for n in (32, 64, 128, 256)}
@@ -304,7 +305,7 @@ def test_list_shows_experiments_families_priors_and_schedules():
 
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0, result.output
-    for name in (*REPRODUCE_ORDER, *FAMILIES, "swiss-roll", "three-modes", "image:PATH",
+    for name in (*reproduce_names(), *family_names(GRID), "swiss-roll", "three-modes", "image:PATH",
                  "linear", "geometric", "cosine", "constant", "paper:H", "torus:N"):
         assert name in result.output, name
     assert "  7 cells (7 quick)  Figure 3" in result.output

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from serialrepro.errors import UserInputError
-from serialrepro.families import FAMILIES
+from serialrepro.families import GRID, family_names
 from serialrepro.grid import (
     GridSpace,
     ancestral_sampler,
@@ -27,7 +27,7 @@ from serialrepro.grid import (
 )
 from serialrepro.grid.scores import EPS
 
-ALL = sorted(FAMILIES)
+ALL = sorted(family_names(GRID))
 #: a level per family at which a chain mixes within a few dozen steps on a small grid
 LEVEL = {name: (0.35 if name.startswith("fade") else 0.08) for name in ALL}
 SMALL = [GridSpace.paper(0.1), GridSpace.torus(8, 2)]

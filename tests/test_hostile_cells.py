@@ -172,3 +172,40 @@ def test_write_json_never_writes_nan(tmp_path):
     with pytest.raises(ValueError):
         atomic.write_json_strict(tmp_path / "t.json", {"kl": float("inf")})
     assert not (tmp_path / "t.json").exists()
+
+
+def test_the_store_serves_any_cache_with_its_own_check(tmp_path):
+    """The general API (any key → strict-JSON record + npz arrays): a record that parses
+    and matches its checksum is still refused when the caller's check says it is wrong."""
+    def check(rec):
+        fid = rec.get("fid")
+        ok = isinstance(fid, float) and math.isfinite(fid) and fid >= 0
+        return None if ok else f"fid {fid!r} is not a non-negative number"
+
+    store = CellStore(tmp_path, check=check)
+    samples = np.arange(12, dtype=np.float32).reshape(3, 4)
+    store.write("ddpm-naive-k01", {"key": "ddpm-naive-k01", "fid": 37.5}, {"samples": samples})
+    assert store.read("ddpm-naive-k01")["fid"] == 37.5
+    np.testing.assert_array_equal(store.read_arrays("ddpm-naive-k01")["samples"], samples)
+    forged = json.loads(store.json_path("ddpm-naive-k01").read_text())
+    forged["fid"] = -1.0
+    forged["checksum"] = record_checksum(forged)
+    store.json_path("ddpm-naive-k01").write_text(json.dumps(forged))
+    with pytest.warns(UserWarning, match="recomputed"):
+        assert store.read("ddpm-naive-k01") is None
+    assert "fid -1.0" in store.rejected["ddpm-naive-k01"]
+    assert store.read_arrays("ddpm-naive-k01") is None  # no trusted record, no arrays
+    with pytest.raises(ValueError, match="not a plain file name"):
+        store.write("../outside", {"key": "../outside"})
+
+
+def test_arrays_changed_after_the_check_are_not_served(tmp_path):
+    store = CellStore(tmp_path, check=None)
+    store.write("k", {"n": 1}, {"a": np.arange(3.0)})
+    assert store.read("k")["key"] == "k" and store.read_arrays("k")["a"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="names key"):
+        store.write("k", {"key": "other"})
+    np.savez_compressed(tmp_path / "k.npz", a=np.zeros(3))
+    with pytest.warns(UserWarning, match="recomputed"):
+        assert store.read_arrays("k") is None
+    assert "arrays" in store.rejected["k"]

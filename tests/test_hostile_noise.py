@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from serialrepro.errors import UserInputError
-from serialrepro.families import FAMILIES
+from serialrepro.families import FAMILIES, PARTICLES, family_names
 from serialrepro.models.diffusion import Diffusion, check_eta
 from serialrepro.models.noise import TENSOR_FAMILIES, make_family
 from serialrepro.models.samplers import SAMPLERS, ddim_sampler
@@ -48,7 +48,7 @@ def test_laplace_at_rand_zero_was_infinite_and_is_now_its_extreme_quantile(monke
     assert torch.allclose(x, torch.full_like(x, -24 * 0.6931471805599453 / 2**0.5), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", sorted(family_names(PARTICLES)))
 def test_family_samples_are_finite_when_rand_returns_zero(monkeypatch, name):
     monkeypatch.setattr(torch, "rand", _boundary_rand(0.0))
     fam = FAMILIES[name]

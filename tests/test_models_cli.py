@@ -133,7 +133,7 @@ def test_evaluate_digits_warns_once_only_when_more_samples_would_help(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["train", "--run-dir", "X", "--family", "pink"], "valid choices: blur, fade-uniform"),
+    (["train", "--run-dir", "X", "--family", "pink"], "valid choices: blur, gaussian, laplace"),
     (["train", "--run-dir", "X", "--schedule", "quad"], "valid choices: cosine, linear"),
     (["train", "--run-dir", "X", "--dataset", "cifar"], "valid choices: checkerboard, digits"),
     (["train", "--run-dir", "X", "--dataset", "mnist", "--data-dir", "EMPTY"],

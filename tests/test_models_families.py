@@ -3,13 +3,16 @@ the limit distribution at t = T (a permutation energy test), shapes, dtypes, det
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from serialrepro.data import load_dataset
 from serialrepro.errors import UserInputError
+from serialrepro.families import get_family
 from serialrepro.models.diffusion import Diffusion
-from serialrepro.models.noise import BLUR_JITTER, TENSOR_FAMILIES, make_family
+from serialrepro.models.noise import TENSOR_FAMILIES, make_family
 from serialrepro.models.schedules import make_schedule
 
 FAMILIES = sorted(TENSOR_FAMILIES)
@@ -124,7 +127,7 @@ def test_vector_families_work_on_2d_points_and_blur_refuses():
 def test_blur_is_the_heat_equation():
     """Exact checks: the mean colour is preserved, strong blur reaches the per-image mean,
     and blurring twice composes (heat-flow semigroup: τ(ᾱ₁ᾱ₂) = τ(ᾱ₁) + τ(ᾱ₂))."""
-    fam = make_family("blur")
+    fam = get_family("blur")
     x = torch.randn(4, 3, 8, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     y = fam.blur(x, torch.full((4,), 0.5))
     torch.testing.assert_close(y.mean((-2, -1)), x.mean((-2, -1)))
@@ -133,11 +136,40 @@ def test_blur_is_the_heat_equation():
                                rtol=0)
     twice = fam.blur(fam.blur(x, torch.full((4,), 0.8)), torch.full((4,), 0.5))
     torch.testing.assert_close(twice, fam.blur(x, torch.full((4,), 0.4)))
-    assert BLUR_JITTER == 0.01
+
+
+def test_blur_jitter_is_gaussian_with_std_one_percent_times_sqrt_one_minus_abar():
+    """What blur adds to the noiseless blur is N(0, (0.01·√(1−ᾱ))²) per pixel, independent
+    of the image (none at ᾱ = 1), and the limit is the mean colour plus N(0, 0.01²)."""
+    fam = make_family("blur")
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(64, 3, 8, 8, dtype=torch.float64, generator=g) * 2 - 1
+    fam.fit(x)
+    for abar in (1.0, 0.75, 1e-6):
+        a = torch.full((64,), abar, dtype=torch.float64)
+        noise = fam.sample_noise(x.shape, g, torch.float64)
+        resid = fam.degrade(x, a, noise) - fam.family.blur(x, a)
+        want = 0.01 * math.sqrt(1 - abar)
+        if abar == 1.0:
+            assert torch.equal(resid, torch.zeros_like(resid))
+            continue
+        assert resid.mean().abs().item() < 4 * want / math.sqrt(resid.numel())
+        assert resid.std().item() == pytest.approx(want, rel=0.03)
+        z = resid / want  # Gaussian: fourth moment 3
+        assert (z**4).mean().item() == pytest.approx(3.0, abs=0.15)
+        # independent of the image: the same draw on another image gives the same residual
+        other = fam.degrade(-x, a, noise) - fam.family.blur(-x, a)
+        torch.testing.assert_close(other, resid)
+    lim = fam.limit_sample((500, 3, 8, 8), g, torch.float64)
+    dev = lim - lim.mean((-2, -1), keepdim=True)
+    assert dev.std().item() == pytest.approx(0.01, rel=0.03)
 
 
 def test_unknown_family_lists_choices():
-    with pytest.raises(UserInputError, match="blur, fade-uniform, gaussian"):
+    with pytest.raises(UserInputError, match="blur, gaussian, laplace, mask, resample-uniform"):
         make_family("pink")
+    with pytest.raises(UserInputError, match="no tensor representation.*families that do: "
+                       "gaussian, laplace"):
+        make_family("fade-uniform")
     with pytest.raises(UserInputError, match="mean colours"):
         make_family("blur").limit_sample((2, 1, 8, 8))

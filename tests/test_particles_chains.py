@@ -10,10 +10,10 @@ import torch
 
 from serialrepro.chains.agents import Agent
 from serialrepro.chains.grid_chains import grid_chain_marginals, nearest_index, point_masses
+from serialrepro.chains.particle_chains import particle_chains
 from serialrepro.errors import UserInputError
 from serialrepro.families import get_family
 from serialrepro.grid.space import GridSpace
-from serialrepro.particles.chains import particle_chains
 from serialrepro.particles.posterior import respond, support_log_posterior
 from serialrepro.particles.priors import (
     GaussianMixturePrior,

@@ -204,9 +204,15 @@ def test_make_prior_names() -> None:
 
 
 def test_limit_distributions() -> None:
+    """A family's p_F on a grid: uniform for the fade to uniform, the unmixed three-mode
+    density (bit for bit what the prior computes) for the fade to a fixed target."""
+    for space in (GridSpace.torus(10), GridSpace.paper(0.04), GridSpace.torus(6, 3)):
+        assert torch.equal(limit_distribution("fade-uniform", space), space.uniform())
+        assert torch.equal(limit_distribution("fade-fixed", space), three_modes(space, mix=0))
     space = GridSpace.torus(10)
-    assert torch.equal(limit_distribution("uniform", space), space.uniform())
-    assert torch.allclose(limit_distribution("three-modes", space), three_modes(space, mix=0))
     assert math.isclose(space.uniform().sum().item(), 1.0)
+    fresh = limit_distribution("fade-fixed", space)
+    fresh.zero_()  # a copy: the cached density is not changed through it
+    assert limit_distribution("fade-fixed", space).sum().item() == pytest.approx(1.0)
     with pytest.raises(UserInputError, match="valid choices"):
         limit_distribution("gamma", space)

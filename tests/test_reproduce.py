@@ -147,9 +147,9 @@ def _tiny_config():
             "grid": "paper:0.1"}]})
 
 
-def test_figure4_section_uses_run_fig4_when_it_imports(tmp_path, monkeypatch):
-    """The pipeline calls models.fig4.run_fig4 with the preset of the mode and embeds its
-    table, figure and notes (a fast stand-in replaces the real training)."""
+def test_figure4_section_uses_its_runner(tmp_path):
+    """The pipeline calls its Figure 4 runner with the preset of the mode and embeds its
+    table, figure and notes (a fast stand-in, passed through the seam, replaces training)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,7 +157,7 @@ def test_figure4_section_uses_run_fig4_when_it_imports(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_run_fig4(out_dir, preset, seed):
+    def fake_run_fig4(out_dir, *, preset, seed, progress):
         calls.append((out_dir, preset, seed))
         out_dir.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots()
@@ -167,13 +167,10 @@ def test_figure4_section_uses_run_fig4_when_it_imports(tmp_path, monkeypatch):
         plt.close(fig)
         return types.SimpleNamespace(
             table=pd.DataFrame({"steps": [50, 500], "fid": [227.0, 37.5]}), figure=path,
-            notes="FID rises from 37.5 at 500 steps to 227 at 50 steps")
+            notes="FID rises from 37.5 at 500 steps to 227 at 50 steps", samples=None)
 
-    fake = types.ModuleType("serialrepro.models.fig4")
-    fake.run_fig4 = fake_run_fig4
-    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", fake)
     outcome = run_experiments([_tiny_config()], tmp_path / "a", quick=True, progress=False,
-                              fig4=True, seed=7)
+                              fig4=True, seed=7, fig4_runner=fake_run_fig4)
     assert calls == [(tmp_path / "a" / "fig4", "quick", 7)]
     html_text = outcome.report_path.read_text(encoding="utf-8")
     check_self_contained(html_text)
@@ -183,7 +180,8 @@ def test_figure4_section_uses_run_fig4_when_it_imports(tmp_path, monkeypatch):
     assert html_text.count("data:image/png;base64,") == 2  # tiny's figure + Figure 4's
     assert "<td>227</td>" in html_text
 
-    run_experiments([_tiny_config()], tmp_path / "b", quick=False, progress=False, fig4=True)
+    run_experiments([_tiny_config()], tmp_path / "b", quick=False, progress=False, fig4=True,
+                    fig4_runner=fake_run_fig4)
     assert calls[-1][1] == "digits-cpu"
 
 
@@ -193,20 +191,19 @@ def test_figure4_section_says_plainly_when_support_is_absent(tmp_path, monkeypat
     html_text = outcome.report_path.read_text(encoding="utf-8")
     assert "trained-model support is absent from this installation" in html_text
 
-    def broken(out_dir, preset, seed):
+    def broken(out_dir, *, preset, seed, progress):
         raise RuntimeError("no MNIST files")
 
-    fake = types.ModuleType("serialrepro.models.fig4")
-    fake.run_fig4 = broken
-    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", fake)
-    outcome = run_experiments([_tiny_config()], tmp_path / "b", progress=False, fig4=True)
+    outcome = run_experiments([_tiny_config()], tmp_path / "b", progress=False, fig4=True,
+                              fig4_runner=broken)
     html_text = outcome.report_path.read_text(encoding="utf-8")
     assert "the Figure 4 run failed: RuntimeError: no MNIST files" in html_text
 
 
 def test_captions_are_computed_from_the_numbers_and_flag_disagreement(tmp_path):
-    """Synthetic tables: a falling and a rising kl give opposite verdicts and sentences."""
-    from serialrepro.experiments.figures import experiment_figures, golden_deviation
+    """Synthetic tables: a falling and a rising kl give opposite verdicts and sentences; the
+    figure is captioned with the verdict's finding."""
+    from serialrepro.experiments.figures import experiment_figures
 
     def table(kl, complexity, grid="torus:16"):
         Ts = [2, 6, 24]
@@ -229,22 +226,6 @@ def test_captions_are_computed_from_the_numbers_and_flag_disagreement(tmp_path):
     assert "kl rises from 0.1 at T=2 to 0.4 at T=24" in figs.items[0].finding
     assert "Spearman ρ(kl, complexity) = -1" in figs.items[0].finding
     assert figs.items[0].path.read_bytes().startswith(PNG_MAGIC)
-
-    golden = pd.DataFrame({"experiment": "fig3", "grid": "paper:0.04", "noise": "gaussian",
-                           "step": "serial", "T": [2, 100],
-                           "kl_bits": [GOLDEN[2][0] + 3e-5, GOLDEN[100][0]],
-                           "jsd_bits": [GOLDEN[2][1], GOLDEN[100][1]],
-                           "complexity_bits": [GOLDEN[2][2], GOLDEN[100][2]],
-                           "stationarity": [GOLDEN[2][3], GOLDEN[100][3]]})
-    dev = golden_deviation(golden)
-    assert dev["kl_bits"] == pytest.approx(3e-5) and dev["jsd_bits"] == 0.0
-    fig3 = parse_config({"name": "fig3", "sweeps": [{"T": 2, "schedule": {
-        "kind": "linear", "start": 0.01, "end": 0.05}}]})
-    rows = golden.assign(figure="3", prior="swiss-roll", label="", schedule="linear", seed=0,
-                         cell=["a", "b"])
-    figs = experiment_figures(fig3, rows, rows, None, tmp_path)
-    assert figs.agrees is False
-    assert "NOT within 1e-05 of the golden values" in figs.items[0].finding
 
 
 # -- the report edited like a supplement (issue: long tables, constants, round-off) ------
@@ -352,11 +333,11 @@ def test_quick_run_says_where_it_writes_and_time_by_stage(quick_run):
 
 
 def test_numbers_print_round_off_as_zero():
-    from serialrepro.experiments.figures import _fmt
     from serialrepro.experiments.report import _num
+    from serialrepro.experiments.verdicts import fmt
 
-    assert _num(-3.364e-15) == "0" and _fmt(-1.137e-14) == "0"
-    assert _num(2.5e-7) == "2.5e-07" and _fmt(0.07642) == "0.07642"
+    assert _num(-3.364e-15) == "0" and fmt(-1.137e-14) == "0"
+    assert _num(2.5e-7) == "2.5e-07" and fmt(0.07642) == "0.07642"
     assert _num(float("nan")) == "null"
 
 
@@ -378,7 +359,7 @@ def _fake_fig4(tmp_path, plt, warn: bool = False):
     fall and one flat; an 80-row-like long table with constant columns."""
     import warnings
 
-    def run_fig4(out_dir, preset, seed):
+    def run_fig4(out_dir, *, preset, seed, progress):
         if warn:
             warnings.warn("a library warning that must not reach the terminal", stacklevel=1)
             warnings.warn("a library warning that must not reach the terminal", stacklevel=1)
@@ -405,17 +386,14 @@ def _fake_fig4(tmp_path, plt, warn: bool = False):
     return run_fig4
 
 
-def test_figure4_verdicts_in_summary_samples_embedded_and_table_edited(tmp_path, monkeypatch):
+def test_figure4_verdicts_in_summary_samples_embedded_and_table_edited(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fake = types.ModuleType("serialrepro.models.fig4")
-    fake.run_fig4 = _fake_fig4(tmp_path, plt)
-    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", fake)
     outcome = run_experiments([_tiny_config()], tmp_path / "a", quick=True, progress=False,
-                              fig4=True)
+                              fig4=True, fig4_runner=_fake_fig4(tmp_path, plt))
     html_text = outcome.report_path.read_text(encoding="utf-8")
     check_self_contained(html_text)
     check_edited(html_text)
@@ -434,17 +412,15 @@ def test_figure4_verdicts_in_summary_samples_embedded_and_table_edited(tmp_path,
         "total"] - outcome.stages["Figure 4"] + 1e-9
 
 
-def test_warnings_go_to_the_log_and_report_not_the_terminal(tmp_path, monkeypatch, capfd):
+def test_warnings_go_to_the_log_and_report_not_the_terminal(tmp_path, capfd):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fake = types.ModuleType("serialrepro.models.fig4")
-    fake.run_fig4 = _fake_fig4(tmp_path, plt, warn=True)
-    monkeypatch.setitem(sys.modules, "serialrepro.models.fig4", fake)
     out = tmp_path / "a"
-    outcome = run_experiments([_tiny_config()], out, quick=True, progress=True, fig4=True)
+    outcome = run_experiments([_tiny_config()], out, quick=True, progress=True, fig4=True,
+                              fig4_runner=_fake_fig4(tmp_path, plt, warn=True))
     err = capfd.readouterr().err
     assert "must not reach the terminal" not in err
     assert err.startswith(f"writing to {out}")

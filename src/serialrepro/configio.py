@@ -15,6 +15,7 @@ the attack:
 The expanded size is counted on the composed node graph, each shared node once with
 its size memoised, so the check costs time linear in the file, not in its expansion.
 
+:class:`StrictModel` is the base of every config schema, and
 :func:`format_validation_error` turns a pydantic ``ValidationError`` into one line
 with key paths, echoing input values only through :func:`short_repr` (truncated).
 """
@@ -25,14 +26,12 @@ import re
 import reprlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from serialrepro.errors import UserInputError
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel, ValidationError
 
 #: largest config file read (the shipped configs are under 4 KB)
 MAX_YAML_BYTES = 1 << 20
@@ -44,6 +43,14 @@ MAX_EXPANDED_NODES = 100_000
 MAX_INT_DIGITS = 100
 #: longest echo of a user's value in an error message
 MAX_ECHO = 80
+
+
+class StrictModel(BaseModel):
+    """Base of the config schemas: unknown keys are errors, values are not coerced between
+    types (``"3"`` is no number), NaN and ±inf are no number of a config (a NaN start would
+    silently become a grid point), and a validated config is immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class _Refused(yaml.YAMLError):

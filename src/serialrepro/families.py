@@ -17,6 +17,22 @@ axes, scale σ/√2), ``uniform`` (a box of half-width σ√3 per axis) and ``st
 For circular data, ``von-mises`` (level: the circular standard deviation in turns,
 see :func:`von_mises_kappa`).
 
+Three families exist for trained models only (the tensor representation): ``resample-uniform``
+(each coordinate kept with probability ᾱ, else redrawn from U(−1, 1)), ``mask`` (else set
+to 0) and ``blur`` (the heat equation, images only). ``fade-uniform`` is the paper's grid
+process (the whole point redrawn from the torus with probability σ, else jittered by
+N(0, 0.01²)); ``resample-uniform`` is a different process and has a different name.
+
+Everything code needs to know about a family is an attribute or method here: the
+representations it offers (:data:`REPRESENTATIONS`; a method of a representation the
+family does not offer refuses with one line naming the families that do), its level
+bounds (:meth:`NoiseFamily.check_sigma`), level ↔ per-step displacement std
+(:meth:`NoiseFamily.displacement_std`, :meth:`NoiseFamily.level_for_std`), its limit
+distribution on a grid (:meth:`NoiseFamily.limit_density`), whether its continuous form is
+defined on a circle (:attr:`NoiseFamily.on_circle`) and its tensor forward process
+(:meth:`NoiseFamily.degrade`). A subclass with a ``name`` registers itself in
+:data:`FAMILIES`, so adding a family is one class in this module.
+
 On a grid, offsets d = y − x are minimum-image offsets (see :mod:`serialrepro.grid.space`);
 every column of a kernel is normalised to sum 1 over y.
 """
@@ -25,13 +41,19 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from serialrepro.densities import three_mode_components
 from serialrepro.errors import UserInputError, unknown_name
+
+if TYPE_CHECKING:
+    from serialrepro.grid.space import GridSpace
 
 #: The bimodal/trimodal shift per axis, s = (0.05, 0.05) in the paper (docs/design.md §2).
 STRETCH_SHIFT = 0.05
@@ -39,18 +61,35 @@ STRETCH_SHIFT = 0.05
 FADE_WIDTH = 0.01
 #: Degrees of freedom of the student-t family.
 STUDENT_NU = 3.0
+#: Per-axis variance of the minimum-image displacement to a uniform draw on the unit torus.
+UNIFORM_DISPLACEMENT_VARIANCE = 1.0 / 12.0
+#: Standard deviation of the blur family's jitter at the limit (data in [−1, 1]).
+BLUR_JITTER = 0.01
+#: Smallest ᾱ used where a logarithm or a division by √ᾱ needs it.
+MIN_ABAR = 1e-12
+
+#: The representations a family can offer, and what each serves.
+GRID, PARTICLES, TENSOR = "grid", "particles", "tensor"
+REPRESENTATIONS: dict[str, str] = {
+    GRID: "a Markov kernel on grids (simulate, run, chains in grid mode)",
+    PARTICLES: "sample and log-density in continuous space (chains in particle mode)",
+    TENSOR: "a forward process q(x_t | x_0) for trained models (train, sample)",
+}
+
+GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclass(frozen=True)
 class GridParts:
-    """An unnormalised kernel on a grid: columns of ``circulant + coef · target 1ᵀ``.
+    """An unnormalised kernel on a grid: columns of ``offset_weights + coef · target 1ᵀ``.
 
-    ``circulant`` holds weights as a function of the offset d = y − x (for the dense
-    backend an M×M array, for the FFT backend one array over offsets); ``target`` is a
-    distribution over y (grid-shaped) or None. The kernel is this, column-normalised.
+    ``offset_weights`` holds the weights at the offsets d = y − x the family was given, in
+    their shape (for the dense backend an M×M array, for the FFT backend one array over
+    the offsets from x = 0); ``target`` is a distribution over y (grid-shaped) or None.
+    The kernel is this, column-normalised.
     """
 
-    circulant: Tensor
+    offset_weights: Tensor
     coef: float = 0.0
     target: Tensor | None = None
 
@@ -72,33 +111,135 @@ def _shifted(d: Sequence[Tensor], shift: float) -> list[Tensor]:
     return [di + shift for di in d]
 
 
-class NoiseFamily(ABC):
-    """A perception-noise family K_σ(y | x); subclasses register themselves by name."""
+def append_dims(v: Tensor, ndim: int) -> Tensor:
+    """Append trailing singleton dimensions so ``v`` broadcasts against an ``ndim`` tensor."""
+    return v[(...,) + (None,) * (ndim - v.ndim)]
+
+
+def draw(
+    fn: Callable[[tuple[int, ...], torch.Generator | None], Tensor],
+    shape: Sequence[int], generator: GeneratorLike, device: torch.device | str | None,
+) -> Tensor:
+    """Call ``fn(shape, generator)`` on the generator's device, per sample for a list.
+
+    With a list of generators, row i of the result comes from generator i alone (per-sample
+    seeds); draws happen on each generator's device and are then moved to ``device``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if isinstance(generator, Sequence) and not isinstance(generator, torch.Generator):
+        if len(generator) != shape[0]:
+            raise UserInputError(
+                f"{len(generator)} generators given for a batch of {shape[0]} samples"
+            )
+        return torch.stack([fn(shape[1:], g).to(device) for g in generator])
+    return fn(shape, generator).to(device)
+
+
+def _gen_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+#: every registered family by name, in the order their classes are defined
+FAMILIES: dict[str, NoiseFamily] = {}
+
+
+class NoiseFamily:
+    """A noise family K_σ(y | x); a subclass with a ``name`` registers itself in
+    :data:`FAMILIES` (one instance), so it is found by :func:`get_family` everywhere."""
 
     name: str = ""
     description: str = ""
-    #: the family's limit distribution on a grid: "uniform" or "three-modes"
-    limit: str = "uniform"
+    #: the representations this family offers (keys of :data:`REPRESENTATIONS`)
+    representations: frozenset[str] = frozenset({GRID, PARTICLES})
     #: whether σ is a per-axis standard deviation (families comparable at equal variance)
     sigma_is_std: bool = True
-    #: True for families with a translation-invariant (circulant) unit-variance noise
+    #: True for families with a translation-invariant (circulant) unit-variance noise; in
+    #: the tensor representation they are variance preserving (DDPM eq. 4)
     has_unit_noise: bool = False
+    #: smallest and largest valid level; the smallest is valid only if ``zero_level_valid``
+    min_level: float = 0.0
+    max_level: float = math.inf
+    zero_level_valid: bool = False
+    #: what a level is called in errors about its bounds
+    level_name: str = "noise level"
+    #: whether the continuous representation is defined on circles and tori [−½, ½)^D
+    #: (the offset y − x taken as a minimum image)
+    on_circle: bool = True
+    #: whether :meth:`level_for_std` reaches every requested displacement std exactly
+    matches_displacement_std: bool = True
+    #: tensor representation: whether inputs must be images [..., C, H, W]
+    images_only: bool = False
 
-    # -- validation -------------------------------------------------------------------
+    def __init_subclass__(cls, register: bool = True, **kwargs) -> None:
+        # Only a class that names itself registers (a subclass inheriting its parent's name
+        # is a variant, not a new family); ``register=False`` keeps a named variant out (a
+        # test's private family). Two families cannot share a name.
+        super().__init_subclass__(**kwargs)
+        if not (register and cls.__dict__.get("name")):
+            return
+        if cls.name in FAMILIES:
+            raise TypeError(f"two noise families are named {cls.name!r}: "
+                            f"{type(FAMILIES[cls.name]).__qualname__} and {cls.__qualname__}")
+        FAMILIES[cls.name] = cls()
+
+    # -- what the family offers ---------------------------------------------------------
+    def offers(self, representation: str) -> bool:
+        """Whether the family has the ``representation`` (a key of :data:`REPRESENTATIONS`)."""
+        if representation not in REPRESENTATIONS:
+            raise unknown_name("representation", representation, REPRESENTATIONS)
+        return representation in self.representations
+
+    def require(self, representation: str) -> NoiseFamily:
+        """The family itself, or a one-line error naming the families that offer it."""
+        if not self.offers(representation):
+            raise UserInputError(
+                f"noise family {self.name!r} has no {representation} representation "
+                f"({REPRESENTATIONS[representation]}); families that do: "
+                + ", ".join(family_names(representation)))
+        return self
+
+    @property
+    def variance_preserving(self) -> bool:
+        """Whether the tensor forward process is x_t = √ᾱ x_0 + √(1−ᾱ) ε (DDPM eq. 4)."""
+        return self.has_unit_noise and TENSOR in self.representations
+
+    # -- levels -------------------------------------------------------------------------
     def check_sigma(self, sigma: float) -> float:
-        """Return σ as a float, or raise a one-line error naming it and the valid range."""
+        """Return σ as a float, or raise a one-line error naming it and the valid range
+        (``min_level`` < σ ≤ ``max_level``, or ``min_level`` ≤ σ if ``zero_level_valid``)."""
         try:
             s = float(sigma)
         except (TypeError, ValueError):
             raise UserInputError(f"noise level {sigma!r} for {self.name} is not a number") from None
-        if not math.isfinite(s) or s <= 0:
-            raise UserInputError(
-                f"noise level σ={sigma!r} is invalid for {self.name}: it needs σ > 0"
-            )
+        lo, hi = self.min_level, self.max_level
+        above = s >= lo if self.zero_level_valid else s > lo
+        if not (math.isfinite(s) and above and s <= hi):
+            rule = (f"it needs σ > {lo:g}" if math.isinf(hi) and not self.zero_level_valid
+                    else f"a {self.level_name} must lie in [{lo:g}, {hi:g}]")
+            raise UserInputError(f"noise level σ={sigma!r} is invalid for {self.name}: {rule}")
         return s
 
+    def displacement_std(self, level: float) -> float | None:
+        """Per-axis std of one step's displacement y − x at ``level`` (continuous torus
+        approximation); None where the family alone does not define it."""
+        return float(level) if self.sigma_is_std else None
+
+    def level_for_std(self, std: float) -> float:
+        """The level whose displacement has per-axis std ``std``, the inverse of
+        :meth:`displacement_std` where ``matches_displacement_std`` (families whose σ is
+        the std: σ = std)."""
+        return float(std)
+
+    # -- the limit distribution -----------------------------------------------------------
+    def limit_density(self, space: GridSpace) -> Tensor:
+        """p_F on a grid, the distribution the forward process ends in: uniform unless the
+        family fades to a fixed target (a fresh float64 copy: callers may modify it)."""
+        return _limit_density(self, space).clone()
+
+    def _limit_density(self, space: GridSpace) -> Tensor:
+        return space.uniform()
+
     # -- grid representation ----------------------------------------------------------
-    @abstractmethod
     def grid_parts(
         self, d: Sequence[Tensor], sigma: float, y_dims: tuple[int, ...], spacing: float,
         target: Callable[[], Tensor],
@@ -109,6 +250,9 @@ class NoiseFamily(ABC):
         column sums over); ``spacing`` is the grid spacing h; ``target`` returns the
         family's fixed target distribution over y when a fade family needs it.
         """
+        self.require(GRID)
+        raise NotImplementedError(f"{self.name} declares the {GRID} representation "
+                                  "but does not define grid_parts")
 
     def grid_axis_terms(
         self, d: Tensor, sigma: float, spacing: float
@@ -133,13 +277,17 @@ class NoiseFamily(ABC):
         return 0.0
 
     # -- continuous representation ----------------------------------------------------
-    @abstractmethod
     def sample(self, x: Tensor, sigma: float, generator: torch.Generator | None = None) -> Tensor:
         """y ~ K_σ(· | x) in continuous space; ``x`` has shape [..., D]."""
+        self.require(PARTICLES)
+        raise NotImplementedError(f"{self.name} declares the {PARTICLES} representation "
+                                  "but does not define sample")
 
-    @abstractmethod
     def log_prob(self, y: Tensor, x: Tensor, sigma: float) -> Tensor:
         """log K_σ(y | x) (natural log, a proper density in R^D); broadcasts over [..., D]."""
+        self.require(PARTICLES)
+        raise NotImplementedError(f"{self.name} declares the {PARTICLES} representation "
+                                  "but does not define log_prob")
 
     def gaussian_variance(self, sigma: float) -> float | None:
         """σ² when K_σ(y | x) = N(y; x, σ² I), else None.
@@ -159,6 +307,72 @@ class NoiseFamily(ABC):
             f"noise family {self.name!r} has no additive unit-variance form; families that do: "
             + ", ".join(n for n, f in FAMILIES.items() if f.has_unit_noise)
         )
+
+    # -- tensor representation: the forward process of a trained model ------------------
+    # ᾱ ∈ (0, 1] is alphas_cumprod (1 = clean); ``abar`` has shape [batch] or is a scalar.
+    # Noise draws take a generator or a list of generators, one per sample (row i of a
+    # draw then comes from generator i alone: EDM's per-sample seeds). The defaults are
+    # the variance-preserving process of families with unit noise (DDPM eq. 4).
+    def check_input(self, shape: Sequence[int]) -> None:
+        """Refuse data shapes the tensor forward process does not handle."""
+        if self.images_only and len(shape) < 4:
+            raise UserInputError(
+                f"noise family {self.name!r} needs images of shape [batch, channels, height,"
+                f" width]; got shape {tuple(shape)}"
+            )
+
+    def fit_state(self, x0: Tensor) -> dict[str, Tensor]:
+        """What the limit distribution needs from the training data (default: nothing)."""
+        return {}
+
+    def tensor_noise(
+        self, shape: Sequence[int], generator: GeneratorLike = None,
+        dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+    ) -> Tensor:
+        """The randomness of one forward draw for data of ``shape`` (ε for VP families)."""
+        self._need_vp_tensor()
+        return draw(lambda s, g: self.unit_noise(s, g, dtype, _gen_device(g)),
+                    shape, generator, device)
+
+    def degrade(self, x0: Tensor, abar: Tensor, noise: Tensor) -> Tensor:
+        """x_t given x_0, ᾱ and a draw of :meth:`tensor_noise`; ᾱ = 1 returns x_0 exactly
+        (cold diffusion's D(x, 0) = x). VP: x_t = √ᾱ x_0 + √(1−ᾱ) ε (DDPM eq. 4)."""
+        self._need_vp_tensor()
+        a = append_dims(torch.as_tensor(abar, dtype=x0.dtype, device=x0.device), x0.ndim)
+        return torch.sqrt(a) * x0 + torch.sqrt(1 - a) * noise
+
+    def limit_sample(
+        self, shape: Sequence[int], generator: GeneratorLike = None,
+        dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+        state: dict[str, Tensor] | None = None,
+    ) -> Tensor:
+        """A draw from the limit p_F (ᾱ → 0), where sampling starts; ``state`` is what
+        :meth:`fit_state` returned. VP: the unit noise itself."""
+        return self.tensor_noise(shape, generator, dtype, device)
+
+    def infer_noise(self, x_t: Tensor, x0: Tensor, abar: Tensor,
+                    generator: GeneratorLike = None) -> Tensor:
+        """A noise draw consistent with x_t = D(x0, ᾱ; noise) where the family can tell
+        (cold diffusion's Algorithm 2); the default is a fresh draw. VP families invert
+        DDPM eq. 4 instead (:class:`serialrepro.models.noise.TensorFamily`)."""
+        return self.tensor_noise(x_t.shape, generator, x_t.dtype, x_t.device)
+
+    def _need_vp_tensor(self) -> None:
+        self.require(TENSOR)
+        if not self.variance_preserving:
+            raise NotImplementedError(f"{self.name} declares the {TENSOR} representation but "
+                                      "does not define its forward process")
+
+
+@lru_cache(maxsize=8)
+def _limit_density(family: NoiseFamily, space: GridSpace) -> Tensor:
+    # every kernel of a fade-to-fixed schedule needs p_F: computed once per grid
+    return family._limit_density(space)
+
+
+def family_names(representation: str | None = None) -> list[str]:
+    """The registered names, or those of the families offering ``representation``."""
+    return [n for n, f in FAMILIES.items() if representation is None or f.offers(representation)]
 
 
 def _gauss_log(d: Sequence[Tensor], sigma: float) -> Tensor:
@@ -182,6 +396,7 @@ def _gauss_logpdf(y: Tensor, mean: Tensor, sigma: float) -> Tensor:
 class Gaussian(NoiseFamily):
     name = "gaussian"
     description = "isotropic Gaussian, g_σ(d) = exp(−|d|²/2σ²); σ is the per-axis std"
+    representations = frozenset({GRID, PARTICLES, TENSOR})
     has_unit_noise = True
 
     def grid_parts(self, d, sigma, y_dims, spacing, target):
@@ -206,10 +421,23 @@ class Gaussian(NoiseFamily):
 
 
 class _Stretch(NoiseFamily):
-    """Mixtures of shifted Gaussians: components (weight, shift) around x."""
+    """Mixtures of shifted Gaussians: components (weight, shift) around x.
+
+    The displacement is a shift c_k plus N(0, σ²), per-axis variance σ² + Σ_k p_k c_k²
+    (the shifts have mean 0). The shifts alone exceed the small stds of the paper's
+    schedules, so no level matches those: :meth:`level_for_std` keeps σ = std as the
+    width of each component (the paper's parameterisation), noisier than the others by
+    the shift.
+    """
 
     sigma_is_std = False
+    matches_displacement_std = False
     components: tuple[tuple[float, float], ...] = ()
+    #: Σ_k p_k c_k², the per-axis variance of the shifts
+    shift_variance: float = 0.0
+
+    def displacement_std(self, level):
+        return math.sqrt(level * level + self.shift_variance)
 
     def grid_parts(self, d, sigma, y_dims, spacing, target):
         # Each component is normalised over y on its own, then the sum is (docs/design.md §2);
@@ -251,17 +479,20 @@ class Bimodal(_Stretch):
     name = "bimodal"
     description = "two Gaussians at x ± s, s = 0.05 per axis (the paper's 'stretch' noise)"
     components = ((1.0, -STRETCH_SHIFT), (1.0, STRETCH_SHIFT))
+    shift_variance = STRETCH_SHIFT**2
 
 
 class Trimodal(_Stretch):
     name = "trimodal"
     description = "Gaussians at x − s, x, x + s with weights ¼, ½, ¼ (s = 0.05 per axis)"
     components = ((0.5, STRETCH_SHIFT), (0.5, -STRETCH_SHIFT), (1.0, 0.0))
+    shift_variance = STRETCH_SHIFT**2 / 2
 
 
 class Laplace(NoiseFamily):
     name = "laplace"
     description = "independent Laplace per axis, scale σ/√2 (σ is the per-axis std)"
+    representations = frozenset({GRID, PARTICLES, TENSOR})
     has_unit_noise = True
 
     def grid_parts(self, d, sigma, y_dims, spacing, target):
@@ -292,6 +523,7 @@ class Laplace(NoiseFamily):
 class Uniform(NoiseFamily):
     name = "uniform"
     description = "uniform box of half-width σ√3 per axis (σ is the per-axis std)"
+    representations = frozenset({GRID, PARTICLES, TENSOR})
     has_unit_noise = True
 
     def grid_parts(self, d, sigma, y_dims, spacing, target):
@@ -331,6 +563,7 @@ class Uniform(NoiseFamily):
 class StudentT(NoiseFamily):
     name = "student-t"
     description = "isotropic multivariate Student-t, ν = 3, scale σ/√3 (σ is the per-axis std)"
+    representations = frozenset({GRID, PARTICLES, TENSOR})
     has_unit_noise = True
 
     def grid_parts(self, d, sigma, y_dims, spacing, target):
@@ -475,22 +708,30 @@ def _best_fisher_turns(kappa: float, shape, generator, device) -> Tensor:
     return torch.remainder(theta / (2 * math.pi) + 0.5, 1.0) - 0.5
 
 
-class _Fade(NoiseFamily):
-    """(1 − σ)·g_0.01(d) + σ·target(y), column-normalised (docs/design.md §2); σ ∈ [0, 1]."""
+class _Fade(NoiseFamily, ABC):
+    """(1 − σ)·g_0.01(d) + σ·target(y), column-normalised (docs/design.md §2); σ ∈ [0, 1].
+
+    The level is the probability f of replacing x by a fresh draw from the target,
+    otherwise jittering it by N(0, w²), w = 0.01; with a uniform draw on the unit torus the
+    displacement has per-axis variance (1 − f) w² + f/12, inverted by :meth:`level_for_std`
+    and clipped to [0, 1] (fade-fixed uses the same f: its target's displacement variance
+    depends on x, so the match is approximate there). The target is not periodic, so the
+    continuous form is not defined on a circle.
+    """
 
     sigma_is_std = False
+    zero_level_valid = True
+    max_level = 1.0
+    level_name = "fade level"
+    on_circle = False
 
-    def check_sigma(self, sigma):
-        try:
-            s = float(sigma)
-        except (TypeError, ValueError):
-            raise UserInputError(f"noise level {sigma!r} for {self.name} is not a number") from None
-        if not (0.0 <= s <= 1.0):
-            raise UserInputError(
-                f"noise level σ={sigma!r} is invalid for {self.name}: "
-                "a fade level must lie in [0, 1]"
-            )
-        return s
+    def displacement_std(self, level):
+        return math.sqrt((1 - level) * FADE_WIDTH**2 + level * UNIFORM_DISPLACEMENT_VARIANCE)
+
+    def level_for_std(self, std):
+        w2 = FADE_WIDTH * FADE_WIDTH
+        f = (std * std - w2) / (UNIFORM_DISPLACEMENT_VARIANCE - w2)
+        return min(1.0, max(0.0, f))
 
     def grid_parts(self, d, sigma, y_dims, spacing, target):
         keep = (1.0 - sigma) * torch.exp(_gauss_log(d, FADE_WIDTH))
@@ -531,7 +772,6 @@ class _Fade(NoiseFamily):
 class FadeUniform(_Fade):
     name = "fade-uniform"
     description = "fade to uniform: keep (jitter 0.01) with weight 1 − σ, else uniform; σ ∈ [0, 1]"
-    limit = "uniform"
 
     def _sample_target(self, shape, generator, dtype, device):
         return _rand(shape, generator, dtype, device) - 0.5
@@ -545,12 +785,14 @@ class FadeUniform(_Fade):
 class FadeFixed(_Fade):
     name = "fade-fixed"
     description = "fade to a fixed distribution (the three-mode density); σ ∈ [0, 1]"
-    limit = "three-modes"
 
     def _mixture(self, dim, dtype, device):
-        from serialrepro.grid.priors import three_mode_components
-
         return three_mode_components(dim, dtype=dtype, device=device)
+
+    def _limit_density(self, space):
+        # the three-mode pdf at the grid points, normalised (no uniform mix)
+        p = torch.exp(self._target_log_prob(space.points())).reshape(space.shape)
+        return p / p.sum()
 
     def _sample_target(self, shape, generator, dtype, device):
         weights, means, covs = self._mixture(shape[-1], dtype, device)
@@ -569,22 +811,148 @@ class FadeFixed(_Fade):
         return torch.logsumexp(lp, dim=-1)
 
 
-FAMILIES: dict[str, NoiseFamily] = {
-    f.name: f
-    for f in (Gaussian(), Bimodal(), Trimodal(), FadeUniform(), FadeFixed(), Laplace(),
-              Uniform(), StudentT(), VonMises())
-}
+# -- families of trained models only (the tensor representation) --------------------------
+
+
+def _uniform(shape, generator, dtype, device, low=-1.0, high=1.0):
+    return draw(lambda s, g: torch.rand(s, generator=g, dtype=dtype, device=_gen_device(g)),
+                shape, generator, device) * (high - low) + low
+
+
+class ResampleUniform(NoiseFamily):
+    """Each coordinate kept with probability ᾱ, otherwise replaced by a fresh U(−1, 1) value
+    (the data range); composed per step this is "resample with probability β_t". Not the
+    paper's ``fade-uniform``, which redraws the whole point on the torus and jitters kept
+    points by N(0, 0.01²). Limit: U(−1, 1) per coordinate."""
+
+    name = "resample-uniform"
+    description = ("keep each coordinate with probability ᾱ, else a fresh U(−1, 1) value "
+                   "(trained models)")
+    representations = frozenset({TENSOR})
+    sigma_is_std = False
+
+    def tensor_noise(self, shape, generator=None, dtype=torch.float32, device=None):
+        # last axis: (uniform deciding keep/replace, the replacement value)
+        return draw(lambda s, g: torch.rand((*s, 2), generator=g, dtype=dtype,
+                                            device=_gen_device(g)), shape, generator, device)
+
+    def degrade(self, x0, abar, noise):
+        a = append_dims(torch.as_tensor(abar, dtype=x0.dtype, device=x0.device), x0.ndim)
+        fresh = 2 * noise[..., 1] - 1
+        return torch.where(noise[..., 0] < a, x0, fresh)
+
+    def limit_sample(self, shape, generator=None, dtype=torch.float32, device=None, state=None):
+        return _uniform(shape, generator, dtype, device)
+
+    def infer_noise(self, x_t, x0, abar, generator=None):
+        # Which coordinates were replaced is unknown (fresh keep/replace uniforms), but a
+        # replaced coordinate's value is x_t itself, so D(x̂_0, ᾱ; noise) agrees with x_t there.
+        noise = self.tensor_noise(x_t.shape, generator, x_t.dtype, x_t.device)
+        return torch.stack([noise[..., 0], (x_t + 1) / 2], dim=-1)
+
+
+class Mask(NoiseFamily):
+    """Each coordinate kept with probability ᾱ, otherwise set to 0 (mid grey for data in
+    [−1, 1]). Limit: the all-zero tensor (a point mass: sample diversity comes only from
+    the random re-masking of the serial-reproduction step)."""
+
+    name = "mask"
+    description = "keep each coordinate with probability ᾱ, else set it to 0 (mid grey)"
+    representations = frozenset({TENSOR})
+    sigma_is_std = False
+
+    def tensor_noise(self, shape, generator=None, dtype=torch.float32, device=None):
+        return _uniform(shape, generator, dtype, device, 0.0, 1.0)
+
+    def degrade(self, x0, abar, noise):
+        a = append_dims(torch.as_tensor(abar, dtype=x0.dtype, device=x0.device), x0.ndim)
+        return torch.where(noise < a, x0, torch.zeros_like(x0))
+
+    def limit_sample(self, shape, generator=None, dtype=torch.float32, device=None, state=None):
+        return torch.zeros(tuple(shape), dtype=dtype, device=device)
+
+
+def _dct_matrix(n: int, dtype: torch.dtype, device) -> Tensor:
+    """Orthonormal DCT-II matrix C (C @ x transforms, Cᵀ inverts)."""
+    k = torch.arange(n, dtype=torch.float64)
+    c = torch.cos(math.pi * (k[None, :] + 0.5) * k[:, None] / n) * math.sqrt(2.0 / n)
+    c[0] /= math.sqrt(2.0)
+    return c.to(dtype=dtype, device=device)
+
+
+class Blur(NoiseFamily):
+    """Cold diffusion's blur (Bansal et al. 2022) as the heat equation (Rissanen et al. 2023).
+
+    A Gaussian blur with reflecting borders of growing width √(2τ), computed exactly in the
+    DCT basis, x̃ = DCT⁻¹(e^{−λ τ} DCT x_0), λ_{ij} = π²(i²/H² + j²/W²), with τ chosen so
+    that the slowest non-constant mode decays like √ᾱ, τ = −½ log ᾱ / λ_min. A jitter
+    ``BLUR_JITTER``·√(1−ᾱ)·N(0, 1) is added (zero at ᾱ = 1). Limit: the per-image mean
+    colour (drawn from the training images' means, :meth:`fit_state`) plus that jitter.
+    Images only (shape [..., C, H, W]).
+    """
+
+    name = "blur"
+    description = ("Gaussian blur of growing width (heat equation, DCT); limit: per-image mean"
+                   " colour + 0.01 jitter")
+    representations = frozenset({TENSOR})
+    sigma_is_std = False
+    images_only = True
+
+    def fit_state(self, x0):
+        self.check_input(x0.shape)
+        return {"means": x0.mean(dim=(-2, -1)).reshape(-1, x0.shape[-3]).detach().cpu()}
+
+    def tensor_noise(self, shape, generator=None, dtype=torch.float32, device=None):
+        self.check_input(shape)
+        return draw(lambda s, g: torch.randn(s, generator=g, dtype=dtype, device=_gen_device(g)),
+                    shape, generator, device)
+
+    def blur(self, x0: Tensor, abar: Tensor) -> Tensor:
+        """The noiseless blur: heat flow for time τ(ᾱ) = −½ log ᾱ / λ_min (exact in DCT space)."""
+        self.check_input(x0.shape)
+        h, w = x0.shape[-2], x0.shape[-1]
+        ch, cw = _dct_matrix(h, x0.dtype, x0.device), _dct_matrix(w, x0.dtype, x0.device)
+        fy = torch.arange(h, dtype=x0.dtype, device=x0.device) / h
+        fx = torch.arange(w, dtype=x0.dtype, device=x0.device) / w
+        lam = math.pi**2 * (fy[:, None] ** 2 + fx[None, :] ** 2)
+        lam_min = math.pi**2 / max(h, w) ** 2
+        a = torch.as_tensor(abar, dtype=x0.dtype, device=x0.device).clamp(min=MIN_ABAR)
+        tau = append_dims(-0.5 * torch.log(a) / lam_min, x0.ndim)
+        coef = ch @ x0 @ cw.T
+        return ch.T @ (coef * torch.exp(-lam * tau)) @ cw
+
+    def degrade(self, x0, abar, noise):
+        a = append_dims(torch.as_tensor(abar, dtype=x0.dtype, device=x0.device), x0.ndim)
+        return self.blur(x0, abar) + BLUR_JITTER * torch.sqrt(1 - a) * noise
+
+    def limit_sample(self, shape, generator=None, dtype=torch.float32, device=None, state=None):
+        self.check_input(shape)
+        means = (state or {}).get("means")
+        if means is None:
+            raise UserInputError("the blur family's limit needs the training images' mean colours;"
+                                 " call fit(x_train) or load a checkpoint trained with blur")
+        n_means = means.shape[0]
+        idx = draw(lambda s, g: torch.randint(n_means, s, generator=g, device=_gen_device(g)),
+                   (shape[0],), generator, "cpu")
+        mean = means[idx].to(dtype=dtype, device=device)
+        jitter = self.tensor_noise(shape, generator, dtype, device)
+        return mean[..., None, None] + BLUR_JITTER * jitter
 
 
 #: other spellings of a registered name, accepted wherever a family is looked up
 FAMILY_ALIASES = {"vonmises": "von-mises", "von_mises": "von-mises"}
 
 
-def get_family(name: str | NoiseFamily) -> NoiseFamily:
-    """Look a family up by name or an alias of it (an instance passes through)."""
+def get_family(name: str | NoiseFamily, offers: str | Iterable[str] = ()) -> NoiseFamily:
+    """Look a family up by name or an alias of it (an instance passes through); with
+    ``offers``, refuse a family lacking one of those representations in one line."""
     if isinstance(name, NoiseFamily):
-        return name
-    try:
-        return FAMILIES[FAMILY_ALIASES.get(name, name)]
-    except KeyError:
-        raise unknown_name("noise family", name, FAMILIES) from None
+        fam = name
+    else:
+        try:
+            fam = FAMILIES[FAMILY_ALIASES.get(name, name)]
+        except KeyError:
+            raise unknown_name("noise family", name, FAMILIES) from None
+    for rep in (offers,) if isinstance(offers, str) else offers:
+        fam.require(rep)
+    return fam

@@ -22,15 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serialrepro.circular import wrap
 from serialrepro.errors import UserInputError
 
 #: linear data fill [−HALF_SPAN, HALF_SPAN] of the unit torus
 HALF_SPAN = 0.3
-
-
-def wrap(x: np.ndarray) -> np.ndarray:
-    """Onto [−0.5, 0.5)."""
-    return np.mod(np.asarray(x) + 0.5, 1.0) - 0.5
 
 
 def circular_mean_np(u: np.ndarray) -> float:

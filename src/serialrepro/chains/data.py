@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from serialrepro.circular import circular_difference
 from serialrepro.errors import UserInputError, unknown_name
 
 CHAIN, ITEM, ITERATION, KEY = "chain", "item", "iteration", "chain_key"
@@ -202,12 +203,6 @@ class ChainTable:
         """The same table (metadata, report) over a new frame, sorted as required."""
         frame = frame.sort_values([KEY, ITERATION], kind="stable").reset_index(drop=True)
         return replace(self, frame=frame)
-
-
-def circular_difference(a: np.ndarray, b: np.ndarray, period: float | None) -> np.ndarray:
-    """a − b, wrapped into [−period/2, period/2) when ``period`` is given."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return d if period is None else np.mod(d + period / 2, period) - period / 2
 
 
 def _describe(chain: object, item: object | None) -> str:

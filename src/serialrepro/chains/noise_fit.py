@@ -192,12 +192,8 @@ class NoiseFit:
 
 
 def level_is_weight(family: NoiseFamily) -> bool:
-    """True for families whose level is a mixture weight in [0, 1] (they refuse 2)."""
-    try:
-        family.check_sigma(2.0)
-    except UserInputError:
-        return True
-    return False
+    """True for families whose level is a mixture weight in [0, 1] (its declared bounds)."""
+    return family.max_level <= 1.0
 
 
 def grid_prior(space: GridSpace, prior_density: Callable[[np.ndarray], np.ndarray]) -> Tensor:

@@ -8,8 +8,6 @@ the CLI imports only when a command runs.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import platform
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from serialrepro import __version__
+from serialrepro.html import escape, page, png_img
 
 
 def _plt():
@@ -370,22 +369,19 @@ class Section:
     warnings: list[str] = field(default_factory=list)
 
 
+#: this report's rules on top of serialrepro.html.BASE_CSS
 _CSS = """
-body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222;padding:0 1em;
-line-height:1.45}
-h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;
-margin-top:1.6em}h3{font-size:1em}
+h2 { font-size: 1.25em; margin-top: 1.6em; } h3 { font-size: 1em; }
 .scroll{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}
-table.kv td:first-child{text-align:left;color:#444}table.kv td{text-align:left}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;display:block}
-figcaption{font-size:.9em;color:#444;max-width:60em}
-pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.8em;max-height:30em}
-.warn{background:#fff4e0;border-left:4px solid #e69a00;padding:.4em .8em;margin:.4em 0}
-.ok{color:#186a1e;font-weight:600}.bad{color:#b00020;font-weight:600}
-details{margin:.5em 0}summary{cursor:pointer;color:#333}
+table { margin: .6em 0; font-size: .88em; }
+td, th { padding: .25em .6em; }
+table.kv td:first-child { text-align: left; color: #444; } table.kv td { text-align: left; }
+figure { margin: 1em 0; } figure img { height: auto; display: block; }
+figcaption { font-size: .9em; color: #444; max-width: 60em; }
+pre { max-height: 30em; }
+.warn { background: #fff4e0; border-left: 4px solid #e69a00; padding: .4em .8em; margin: .4em 0; }
+.ok { color: #186a1e; font-weight: 600; } .bad { color: #b00020; font-weight: 600; }
+summary { color: #333; }
 """
 
 
@@ -397,18 +393,16 @@ def _table_html(df: pd.DataFrame) -> str:
 
 def key_value_table(rows: list[tuple[str, str]]) -> str:
     """A two-column table of (label, value) strings, escaped."""
-    esc = html.escape
+    esc = escape
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
     return f"<div class='scroll'><table class='kv'>{body}</table></div>"
 
 
 def html_report(title: str, sections: list[Section]) -> str:
-    """A self-contained page: inline CSS, base64 PNGs, no links."""
-    esc = html.escape
-    out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
-           "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-           f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
-           f"<h1>{esc(title)}</h1>",
+    """A self-contained page (:func:`serialrepro.html.page`): inline CSS, base64 PNGs, no
+    links."""
+    esc = escape
+    out = [f"<h1>{esc(title)}</h1>",
            f"<p>serialrepro {esc(__version__)} · Python {esc(platform.python_version())}</p>"]
     for s in sections:
         out.append(f"<h2>{esc(s.title)}</h2>")
@@ -419,9 +413,8 @@ def html_report(title: str, sections: list[Section]) -> str:
         if s.items:
             out.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in s.items) + "</ul>")
         for cap, png in s.figures:
-            b64 = base64.b64encode(png).decode("ascii")
-            out.append(f"<figure><img alt='{esc(cap[:80])}' src='data:image/png;base64,{b64}'>"
-                       f"<figcaption>{esc(cap)}</figcaption></figure>")
+            out.append(f"<figure>{png_img(png, cap[:80])}<figcaption>{esc(cap)}</figcaption>"
+                       "</figure>")
         for cap, df in s.tables:
             out.append(f"<h3>{esc(cap)}</h3>{_table_html(df)}")
         for cap, df in s.folded:
@@ -430,5 +423,4 @@ def html_report(title: str, sections: list[Section]) -> str:
         if s.preformatted:
             out.append(f"<details><summary>raw</summary><pre>{esc(s.preformatted)}</pre>"
                        "</details>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    return page(title, out, css=_CSS, width="1000px")

@@ -42,8 +42,6 @@ import pandas as pd
 import torch
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
@@ -58,12 +56,12 @@ from serialrepro.chains.grid_chains import (
     sample_grid_chains,
     transition_matrix,
 )
-from serialrepro.configio import format_validation_error, read_yaml
+from serialrepro.chains.particle_chains import particle_chains
+from serialrepro.configio import StrictModel, format_validation_error, read_yaml
 from serialrepro.errors import UserInputError, unknown_name
-from serialrepro.families import FAMILIES
+from serialrepro.families import FAMILIES, GRID, PARTICLES, get_family
 from serialrepro.grid.priors import PRIORS
 from serialrepro.grid.space import GridSpace
-from serialrepro.particles.chains import particle_chains
 from serialrepro.particles.priors import (
     GaussianMixturePrior,
     GridDensityPrior,
@@ -71,11 +69,6 @@ from serialrepro.particles.priors import (
     PointSetPrior,
 )
 from serialrepro.particles.rng import BLOCK, chain_blocks
-
-
-class _Strict(BaseModel):
-    # NaN/inf are no number of a config: a NaN start would silently become a grid point
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _one_of(kind: str, valid: Collection[str]) -> AfterValidator:
@@ -90,7 +83,7 @@ def _one_of(kind: str, valid: Collection[str]) -> AfterValidator:
     return AfterValidator(check)
 
 
-class GaussianMixtureSpec(_Strict):
+class GaussianMixtureSpec(StrictModel):
     kind: Literal["gaussian-mixture"]
     means: list[list[float]]
     covs: list[float] | list[list[list[float]]]
@@ -102,7 +95,7 @@ class GaussianMixtureSpec(_Strict):
         return _check_mixture(self)
 
 
-class PointsSpec(_Strict):
+class PointsSpec(StrictModel):
     kind: Literal["points"]
     points: list[list[float]]
     weights: list[float] | None = None
@@ -112,14 +105,14 @@ class PointsSpec(_Strict):
         return _check_points(self)
 
 
-class NamedSpec(_Strict):
+class NamedSpec(StrictModel):
     kind: Literal["named"]
     name: Annotated[str, _one_of("prior", PRIORS)]
     dims: Annotated[int, Field(ge=1, le=3)] = 2
     mix: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
-class AgentSpec(_Strict):
+class AgentSpec(StrictModel):
     family: Annotated[str, _one_of("noise family", FAMILIES)] = "gaussian"
     sigma: Annotated[float, Field(gt=0)]
     levels: list[float] | None = None
@@ -128,14 +121,14 @@ class AgentSpec(_Strict):
     production_family: Annotated[str, _one_of("noise family", FAMILIES)] = "gaussian"
 
 
-class StartSpec(_Strict):
+class StartSpec(StrictModel):
     kind: Literal["uniform", "prior", "point"] = "uniform"
     low: float = -0.4
     high: float = 0.4
     value: list[float] | None = None
 
 
-class ChainsSpec(_Strict):
+class ChainsSpec(StrictModel):
     """``n_iterations`` counts reproductions, not the start: a chain has rows at iterations
     0 (the start) to ``n_iterations`` (the convention of every command)."""
 
@@ -144,13 +137,13 @@ class ChainsSpec(_Strict):
     start: StartSpec = StartSpec()
 
 
-class OutputSpec(_Strict):
+class OutputSpec(StrictModel):
     value_cols: list[str] | None = None
     period: Annotated[float, Field(gt=0)] = 360.0
     format: Literal["csv", "parquet"] = "csv"
 
 
-class SimulateConfig(_Strict):
+class SimulateConfig(StrictModel):
     mode: Literal["grid", "particles"] = "grid"
     circular: bool = False
     grid: Annotated[int, Field(ge=2, le=4096)] = 200
@@ -159,6 +152,14 @@ class SimulateConfig(_Strict):
     chains: ChainsSpec = ChainsSpec()
     output: OutputSpec = OutputSpec()
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+
+    @model_validator(mode="after")
+    def _families_offer_the_mode(self):
+        # grid mode needs grid kernels, particle mode samples and log-densities
+        need = GRID if self.mode == "grid" else PARTICLES
+        get_family(self.agent.family, offers=need)
+        get_family(self.agent.production_family, offers=need)
+        return self
 
 
 def _rows(name: str, value: list[list[float]], width: int | None = None) -> int:
@@ -385,11 +386,14 @@ def simulate_chains(cfg: SimulateConfig) -> dict:
     frame = frame.sort_values(["chain", "iteration"], kind="stable").reset_index(drop=True)
     closed = None
     p = agent.prior
+    # Gaussian noise on a Gaussian prior: the chain is the AR(1) of docs/design.md §1
+    noise_var = agent.family.gaussian_variance(agent.sigma)
+    production_var = agent.production_family.gaussian_variance(agent.production_sigma)
     if (isinstance(p, GaussianMixturePrior) and len(p.weights) == 1 and d == 1
-            and agent.family.name == "gaussian" and not cfg.circular and levels is None
-            and agent.production_family.name == "gaussian"):
+            and noise_var is not None and production_var is not None and not cfg.circular
+            and levels is None):
         closed = gaussian_chain_ar1(float(p.means[0, 0]), float(p.covs[0, 0, 0]),
-                                    agent.sigma**2, agent.rule, agent.production_sigma**2)
+                                    noise_var, agent.rule, production_var)
     return {"frame": frame, "states": states, "marginals": marginals, "space": space,
             "agent": agent, "value_cols": names, "closed_form": closed,
             "seconds": time.perf_counter() - t0}

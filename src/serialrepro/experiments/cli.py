@@ -122,21 +122,22 @@ def run_command(
 
 def list_command() -> None:
     """Show the shipped experiments, noise families, priors, schedules, steps and grids."""
-    from serialrepro.experiments.catalog import REPRODUCE_ORDER, shipped_config, shipped_names
+    from serialrepro.experiments.catalog import reproduce_names, shipped_config, shipped_names
     from serialrepro.experiments.config import expand
     from serialrepro.experiments.schedules import SCHEDULE_KINDS
-    from serialrepro.families import FAMILIES
+    from serialrepro.families import FAMILIES, GRID, family_names
     from serialrepro.grid.priors import PRIORS
 
     typer.echo("experiments (serialrepro run NAME; * = part of serialrepro reproduce):")
+    in_reproduce = set(reproduce_names())
     for name in shipped_names():
         cfg = shipped_config(name)
-        mark = "*" if name in REPRODUCE_ORDER else " "
+        mark = "*" if name in in_reproduce else " "
         typer.echo(f" {mark} {name:15s} {cfg.section:9s} {len(expand(cfg)):4d} cells "
                    f"({len(expand(cfg, quick=True))} quick)  {cfg.title}")
-    typer.echo("noise families (noise:):")
-    for name, fam in FAMILIES.items():
-        typer.echo(f"   {name:13s} {fam.description}")
+    typer.echo("noise families (noise:; the families with a grid form):")
+    for name in family_names(GRID):
+        typer.echo(f"   {name:13s} {FAMILIES[name].description}")
     typer.echo("priors (prior:):")
     for name in PRIORS:
         typer.echo(f"   {name}")
@@ -144,6 +145,12 @@ def list_command() -> None:
     typer.echo("schedules (schedule: {kind: ...}; options total_variance, match_std):")
     for name, text in SCHEDULE_KINDS.items():
         typer.echo(f"   {name:13s} {text}")
+    from serialrepro.experiments.verdicts import DEFAULT_VERDICT, VERDICTS
+
+    typer.echo("verdicts (verdict:, for plot:; reference: golden or {experiment: NAME}):")
+    for name, kind in VERDICTS.items():
+        default = " (default)" if any(DEFAULT_VERDICT.get(p) == name for p in kind.plots) else ""
+        typer.echo(f"   {name:22s} plot {'/'.join(kind.plots)}{default}: {kind.description}")
     typer.echo("steps (step:): serial (re-noise then reconstruct), ancestral (reconstruct only)")
     typer.echo("grids (grid:): paper:H (the authors' grid, spacing H), torus:N (N x N, FFT)")
 

@@ -7,11 +7,19 @@ range). The cells of all blocks, in order, are the experiment's conditions::
 
     name: fig3
     title: "Figure 3: graduality and complexity"
+    plot: kl-vs-T          # the drawing (figures.PLOTS)
+    verdict: kl-falls      # the findings and judgement (verdicts.VERDICTS; default: the plot's)
+    reference: golden      # or {experiment: fig2, where: {noise: gaussian}, label: Figure 2}
+    reproduce: 2           # position in `serialrepro reproduce` (unset: not part of it)
     sweeps:
       - noise: gaussian
         T: [2, 3, 6, 12, 24, 48, 100]
         schedule: {kind: linear, start: 0.01, end: 0.05}
         grid: paper:0.04
+
+Nothing in the code looks at an experiment's name: what the report draws, concludes and
+compares with comes from these fields, so adding an experiment is adding one YAML file
+(``kind`` names how its cells are computed, :mod:`serialrepro.experiments.kinds`).
 
 Validation is strict (pydantic, ``extra='forbid'``, no type coercion): an unknown key,
 a value of the wrong type, an empty list or range, or an unknown family, prior, grid or
@@ -26,14 +34,11 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -43,27 +48,26 @@ from pydantic import (
 
 from serialrepro import configio
 from serialrepro.budget import check_memory
-from serialrepro.configio import read_yaml, short_repr
+from serialrepro.configio import StrictModel, read_yaml, short_repr
 from serialrepro.errors import UserInputError, unknown_name
-from serialrepro.experiments.schedules import SCHEDULE_KINDS, Schedule
+from serialrepro.experiments.golden import FIG3_GOLDEN, GOLDEN_CONDITIONS
 from serialrepro.families import get_family
 from serialrepro.grid.kernels import check_dense_fits, check_schedule, resolve_backend
 from serialrepro.grid.priors import PRIORS
 from serialrepro.grid.process import STEPS
 from serialrepro.grid.space import parse_grid
+from serialrepro.schedules import (  # noqa: F401 (MIN_STD_LEVEL: re-exported)
+    MIN_STD_LEVEL,
+    SCHEDULE_KINDS,
+    Schedule,
+    check_representable,
+)
 
 #: bump when the meaning of a stored cell result changes (it is part of every cell key)
 CELL_FORMAT = 1
 
-PLOTS = ("process", "kl-vs-T", "families", "schedules")
-SECTIONS = ("paper", "extension", "custom")
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class IntRange(_Strict):
+class IntRange(StrictModel):
     """Integers from ``start`` to ``stop`` inclusive: every ``step``-th, or ``num`` values
     spaced linearly or logarithmically (rounded, duplicates dropped)."""
 
@@ -101,7 +105,7 @@ class IntRange(_Strict):
         return list(dict.fromkeys(int(round(v)) for v in vals))
 
 
-class FloatRange(_Strict):
+class FloatRange(StrictModel):
     """``num`` floats from ``start`` to ``stop`` inclusive, linear or log spacing."""
 
     start: float
@@ -216,7 +220,7 @@ def _check_step(step: str) -> None:
         raise unknown_name("step", step, STEPS)
 
 
-class ScheduleSpec(_Strict):
+class ScheduleSpec(StrictModel):
     """A schedule shape; ``start``, ``end`` and ``value`` may be lists or ranges, which
     expand into one schedule per combination."""
 
@@ -291,7 +295,7 @@ _AXIS_CHECKS = {"noise": _check_noise, "prior": _check_prior, "grid": _check_gri
 _AXIS_KEYS = {"grid": _grid_label}
 
 
-class _Axes(_Strict):
+class _Axes(StrictModel):
     """The axes a sweep block (and a quick override) can set."""
 
     prior: StrAxis | None = None
@@ -346,8 +350,26 @@ class Sweep(_Axes):
         return self
 
 
-class ExperimentConfig(_Strict):
-    """A named experiment: metadata for the report plus its sweep blocks."""
+class ExperimentReference(StrictModel):
+    """Another experiment of the same run that this one is compared with: its rows
+    (those matching every ``where`` column = value) go to the verdict and the figures."""
+
+    experiment: str
+    where: dict[str, str | int | float] | None = None
+    #: how the figures and sentences name it (default: the experiment's name)
+    label: str = ""
+
+
+class ExperimentConfig(StrictModel):
+    """A named experiment: metadata for the report plus its sweep blocks.
+
+    What the report does with the rows is data too: ``plot`` picks the drawing
+    (:data:`serialrepro.experiments.figures.PLOTS`), ``verdict`` the computed findings and
+    the judgement on ``claim`` (:data:`serialrepro.experiments.verdicts.VERDICTS`; default:
+    the plot's), ``reference`` what the rows are checked against (``golden``: the authors'
+    table of docs/design.md §2; or another experiment of the run), ``kind`` how the cells
+    are computed (:data:`serialrepro.experiments.kinds.KINDS`), and ``reproduce`` the
+    position in ``serialrepro reproduce`` (unset: not part of it)."""
 
     name: Annotated[str, Field(max_length=MAX_NAME_LENGTH,
                                pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -357,8 +379,17 @@ class ExperimentConfig(_Strict):
     description: str = ""
     #: what the paper claims about these conditions (shown in the figure caption)
     claim: str = ""
-    #: how the report draws the experiment
-    plot: Literal["process", "kl-vs-T", "families", "schedules"] = "kl-vs-T"
+    #: how the cells are computed (a key of serialrepro.experiments.kinds.KINDS)
+    kind: str = "grid-sweep"
+    #: how the report draws the experiment (a key of serialrepro.experiments.figures.PLOTS)
+    plot: str = "kl-vs-T"
+    #: what the report concludes from the rows (a key of serialrepro.experiments.verdicts.
+    #: VERDICTS; None: the plot's default verdict)
+    verdict: str | None = None
+    #: what the rows are checked against: the golden table or another experiment
+    reference: Literal["golden"] | ExperimentReference | None = None
+    #: position in ``serialrepro reproduce`` (None: not part of it)
+    reproduce: Annotated[int, Field(ge=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     backend: Literal["auto", "dense", "fft"] = "auto"
     #: keep q_0..q_T and r_0..r_T of every cell (needed by process plots)
@@ -368,11 +399,42 @@ class ExperimentConfig(_Strict):
     quick: _Axes | None = None
 
     @model_validator(mode="after")
-    def _process_needs_distributions(self) -> ExperimentConfig:
-        if self.plot == "process" and not self.keep_distributions:
-            raise ValueError("plot: process draws the distributions; it needs "
+    def _registered(self) -> ExperimentConfig:
+        from serialrepro.experiments.figures import PLOTS
+        from serialrepro.experiments.kinds import KINDS
+        from serialrepro.experiments.verdicts import VERDICTS
+
+        if self.kind not in KINDS:
+            raise unknown_name("experiment kind", self.kind, KINDS)
+        if self.plot not in PLOTS:
+            raise unknown_name("plot", self.plot, PLOTS)
+        if PLOTS[self.plot].needs_distributions and not self.keep_distributions:
+            raise ValueError(f"plot: {self.plot} draws the distributions; it needs "
                              "keep_distributions: true")
+        verdict = self.verdict_name
+        if verdict not in VERDICTS:
+            raise unknown_name("verdict", verdict, VERDICTS)
+        kind = VERDICTS[verdict]
+        if self.plot not in kind.plots:
+            raise ValueError(f"verdict {verdict} writes findings for plot "
+                             f"{' or '.join(kind.plots)}, not plot {self.plot}")
+        ref = "golden" if self.reference == "golden" else (
+            "experiment" if self.reference is not None else None)
+        if kind.reference is not None and ref != kind.reference:
+            raise ValueError(f"verdict {verdict} needs reference: "
+                             + ("golden" if kind.reference == "golden" else
+                                "{experiment: NAME}"))
+        if isinstance(self.reference, ExperimentReference) and (
+                self.reference.experiment == self.name):
+            raise ValueError(f"experiment {self.name} cannot be its own reference")
         return self
+
+    @property
+    def verdict_name(self) -> str:
+        """``verdict``, or the plot's default verdict."""
+        from serialrepro.experiments.verdicts import DEFAULT_VERDICT
+
+        return self.verdict or DEFAULT_VERDICT.get(self.plot, "")
 
 
 _DEFAULTS = {"prior": "swiss-roll", "noise": "gaussian", "step": "serial", "grid": "paper:0.04"}
@@ -440,24 +502,6 @@ def _max_T(value: Any) -> int:
     if isinstance(value, IntRange):
         return max(value.start, value.stop)
     return max(_as_list(value))
-
-
-#: smallest standard deviation whose square is a normal float64 (√2.2e−308): below it
-#: σ² underflows and a kernel exp(−d²/2σ²) becomes 0/0 = NaN at d = 0
-MIN_STD_LEVEL = math.sqrt(sys.float_info.min)
-
-
-def check_representable(family, levels: list[float]) -> list[float]:
-    """Refuse levels that are not finite, or standard deviations so small that σ²
-    underflows in float64 (every score of such a cell would be NaN)."""
-    for t, s in enumerate(levels, start=1):
-        if not math.isfinite(s):
-            raise UserInputError(f"level {t} of the schedule is {s!r}, not a finite number")
-        if family.sigma_is_std and 0 < s < MIN_STD_LEVEL:
-            raise UserInputError(
-                f"level {t} of the schedule, σ={s:g}, is below {MIN_STD_LEVEL:.3g}: σ² "
-                "underflows in float64; use a larger noise level")
-    return levels
 
 
 def cell_bytes(space, T: int, backend: str) -> int:
@@ -550,16 +594,27 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
                 sigmas=tuple(levels), seed=int(seed), backend=backend, schedule=sched.label,
                 experiment=config.name, figure=figure, label=label,
                 keep=config.keep_distributions, prior_digest=digests[prior]))
+    if config.reference == "golden" and not any(is_golden_condition(c) for c in cells):
+        conditions = ", ".join(f"{k} {v}" for k, v in GOLDEN_CONDITIONS.items())
+        raise UserInputError(
+            f"{config.name}: reference: golden, but no cell"
+            + (" (with --quick)" if quick else "") + f" is at the golden conditions "
+            f"({conditions}, T in {', '.join(map(str, FIG3_GOLDEN))}); run them or drop "
+            "the reference")
     return cells
 
 
+def is_golden_condition(cell: Cell) -> bool:
+    """Whether ``cell`` is one of the conditions of the golden table (docs/design.md §2)."""
+    want = GOLDEN_CONDITIONS
+    return (cell.prior == want["prior"] and cell.grid == want["grid"]
+            and cell.noise == want["noise"] and cell.step == want["step"]
+            and cell.T in FIG3_GOLDEN
+            and math.isclose(cell.sigmas[0], want["sigma_start"], rel_tol=0, abs_tol=1e-12)
+            and math.isclose(cell.sigmas[-1], want["sigma_end"], rel_tol=0, abs_tol=1e-12))
+
+
 # -- loading -------------------------------------------------------------------------
-
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """All problems on one line, each with its key path and truncated values
-    (:func:`serialrepro.configio.format_validation_error` on :class:`ExperimentConfig`)."""
-    return configio.format_validation_error(exc, source, ExperimentConfig)
-
 
 def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     """Validate a config given as a mapping (e.g. from YAML)."""
@@ -568,7 +623,8 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserInputError(format_validation_error(exc, source)) from None
+        raise UserInputError(configio.format_validation_error(exc, source, ExperimentConfig)
+                             ) from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -607,6 +663,9 @@ def resolved_dict(config: ExperimentConfig, quick: bool = False) -> dict:
     override applied, ranges expanded into lists (what ``config.resolved.yaml`` holds).
     Validating it again gives the same cells, with the same keys."""
     out = config.model_dump(mode="json", exclude={"quick", "sweeps"})
+    out["verdict"] = config.verdict_name
+    if isinstance(config.reference, ExperimentReference):
+        out["reference"] = config.reference.model_dump(mode="json", exclude_none=True)
     sweeps = []
     for sweep in config.sweeps:
         axes = _effective_axes(sweep, config.quick if quick else None)

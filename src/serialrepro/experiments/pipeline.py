@@ -17,7 +17,6 @@ Running again into the same folder skips the finished cells and rebuilds the res
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import json
 import os
 import platform
@@ -27,19 +26,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 
 from serialrepro import atomic
 from serialrepro.errors import UserInputError
-from serialrepro.experiments.config import ExperimentConfig, expand, resolved_dict
+from serialrepro.experiments.config import ExperimentConfig, resolved_dict
+from serialrepro.experiments.kinds import get_kind
 from serialrepro.experiments.report import (
     ExperimentSection,
     Fig4Section,
     ReportInputs,
     render_report,
 )
-from serialrepro.experiments.results import build_table, write_table
+from serialrepro.experiments.results import write_table
 from serialrepro.experiments.runner import RunStats, check_executor, probe_scheduler, run_cells
 from serialrepro.experiments.store import CellStore
 
@@ -148,29 +149,37 @@ def _stage_line(stages: dict[str, float]) -> str:
     return f"time by stage: {parts} (total {stages['total']:.1f} s)"
 
 
+class Fig4Runner(Protocol):
+    """What runs the trained-model Figure 4 into ``out_dir``: returns an object with
+    ``table`` (a DataFrame with ``steps`` and ``fid``), ``figure``, ``notes`` and
+    ``samples`` (:class:`serialrepro.models.fig4.Fig4Result`)."""
+
+    def __call__(self, out_dir: Path, *, preset: str, seed: int, progress: bool): ...
+
+
+def trained_fig4(out_dir: Path, *, preset: str, seed: int, progress: bool):
+    """The default :class:`Fig4Runner`: :func:`serialrepro.models.fig4.run_fig4` (imported
+    here; an ImportError means trained-model support is absent)."""
+    from serialrepro.models.fig4 import run_fig4
+
+    return run_fig4(out_dir, preset=preset, seed=seed, progress=progress)
+
+
 def run_fig4_section(out_dir: Path, quick: bool, seed: int, progress: bool = False,
-                     ) -> Fig4Section:
-    """Run the trained-model Figure 4 if ``serialrepro.models.fig4`` is importable."""
+                     runner: Fig4Runner = trained_fig4) -> Fig4Section:
+    """Run Figure 4 with ``runner`` under the preset of the mode, as a report section."""
     preset = FIG4_PRESETS[bool(quick)]
-    try:
-        mod = importlib.import_module("serialrepro.models.fig4")
-        run_fig4 = mod.run_fig4
-    except (ImportError, AttributeError) as exc:
-        return Fig4Section("absent", message=f"(serialrepro.models.fig4 is not importable: "
-                                             f"{exc.__class__.__name__}: {exc})")
     t0 = time.perf_counter()
     try:
-        import inspect
-
-        extra = {"progress": progress} if "progress" in inspect.signature(
-            run_fig4).parameters else {}
-        res = run_fig4(out_dir / "fig4", preset=preset, seed=seed, **extra)
+        res = runner(out_dir / "fig4", preset=preset, seed=seed, progress=progress)
+    except ImportError as exc:
+        return Fig4Section("absent", message=f"(the Figure 4 code is not importable: "
+                                             f"{exc.__class__.__name__}: {exc})")
     except Exception as exc:  # the report must still say what happened
         return Fig4Section("failed", message=f"{exc.__class__.__name__}: {exc}",
                            seconds=time.perf_counter() - t0, preset=preset)
-    return Fig4Section("ok", table=getattr(res, "table", None), figure=getattr(res, "figure", None),
-                       notes=str(getattr(res, "notes", "")), seconds=time.perf_counter() - t0,
-                       preset=preset, samples=getattr(res, "samples", None))
+    return Fig4Section("ok", table=res.table, figure=res.figure, notes=str(res.notes),
+                       seconds=time.perf_counter() - t0, preset=preset, samples=res.samples)
 
 
 def run_experiments(
@@ -178,13 +187,15 @@ def run_experiments(
     workers: int = 1, scheduler: str | None = None, progress: bool = True,
     fig4: bool | None = None, seed: int = 0, title: str | None = None,
     argv: Sequence[str] | None = None, threads: int | None = 1, announce: bool = True,
+    fig4_runner: Fig4Runner = trained_fig4,
 ) -> RunOutcome:
     """Run ``configs`` into ``out_dir`` and write the table, figures and report.
 
-    ``fig4``: True runs the trained-model Figure 4 (if installed), False records that it
-    was skipped, None leaves it out (custom runs). ``seed`` goes to Figure 4; the grid
-    cells carry their configs' seeds. ``announce`` prints where the run writes (at the
-    start) and its time by stage (at the end) on stderr; ``progress`` shows the bars.
+    ``fig4``: True runs the trained-model Figure 4 with ``fig4_runner`` (if installed),
+    False records that it was skipped, None leaves it out (custom runs). ``seed`` goes to
+    Figure 4; the grid cells carry their configs' seeds. ``announce`` prints where the run
+    writes (at the start) and its time by stage (at the end) on stderr; ``progress`` shows
+    the bars.
     Python warnings raised while it runs go to ``run.log`` and the report's Warnings
     section, not the terminal.
     """
@@ -194,7 +205,7 @@ def run_experiments(
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise UserInputError(f"experiment names must be unique; got {', '.join(names)}")
-    per_config = {c.name: expand(c, quick=quick) for c in configs}
+    per_config = {c.name: get_kind(c.kind).expand(c, quick) for c in configs}
     if scheduler is not None:
         probe_scheduler(scheduler)  # unreachable: refused before any file is written
     if out_dir.exists() and not out_dir.is_dir():
@@ -207,13 +218,40 @@ def run_experiments(
                 "scores.parquet, figures/, run.log)")
         return _run(configs, per_config, out_dir, log, t_start, quick=quick, workers=workers,
                     scheduler=scheduler, progress=progress, fig4=fig4, seed=seed, title=title,
-                    argv=argv, threads=threads)
+                    argv=argv, threads=threads, fig4_runner=fig4_runner)
+
+
+def _run_kinds(configs, per_config, cells_dir: Path, **options):
+    """Run every experiment's cells with its kind's functions (one pass per kind); the
+    table's rows in expansion order, the runs' stats summed, one store per kind."""
+    import pandas as pd
+
+    by_kind: dict[str, list] = {}
+    for c in configs:
+        by_kind.setdefault(c.kind, []).extend(per_config[c.name])
+    stats, rows, stores = [], {}, {}
+    for name, cells in by_kind.items():
+        kind = get_kind(name)
+        store = stores[name] = CellStore(cells_dir, check=kind.check)
+        stats.append(run_cells(cells, store, compute=kind.compute, payload=kind.payload,
+                               **options))
+        for cell in cells:
+            record = store.read(cell.key)
+            if record is None:
+                raise RuntimeError(f"cell {cell.key} of {cell.experiment} has no stored result")
+            rows[id(cell)] = kind.row(cell, record)
+    table = pd.DataFrame([rows[id(cell)] for c in configs for cell in per_config[c.name]])
+    if {"T", "seed"} <= set(table.columns) and table[["T", "seed"]].notna().all().all():
+        table = table.astype({"T": "int64", "seed": "int64"})
+    total = RunStats(sum(s.total for s in stats), sum(s.cached for s in stats),
+                     sum(s.computed for s in stats), sum(s.seconds for s in stats),
+                     ", ".join(dict.fromkeys(s.executor for s in stats)))
+    return total, table, stores
 
 
 def _run(configs, per_config, out_dir: Path, log: RunLog, t_start: float, *, quick, workers,
-         scheduler, progress, fig4, seed, title, argv, threads) -> RunOutcome:
+         scheduler, progress, fig4, seed, title, argv, threads, fig4_runner) -> RunOutcome:
     fig_dir = out_dir / "figures"
-    store = CellStore(out_dir / "cells")
 
     resolved = {"experiments": [resolved_dict(c, quick) for c in configs]}
     resolved_text = (
@@ -228,17 +266,17 @@ def _run(configs, per_config, out_dir: Path, log: RunLog, t_start: float, *, qui
                                                    else "in-process"),
         "torch threads per cell": threads,
         "seed": seed,
-        "grid cell seeds": sorted({c.seed for cells in per_config.values() for c in cells}),
+        "grid cell seeds": sorted({c.seed for cells in per_config.values() for c in cells
+                                   if hasattr(c, "seed")}),
         "versions": package_versions(), "machine": machine_info(),
     }
     atomic.write_text(out_dir / "run.json", json.dumps(provenance, indent=1, default=str))
     stages = {"setup": time.perf_counter() - t_start}
 
     t0 = time.perf_counter()
-    all_cells = [c for cells in per_config.values() for c in cells]
-    stats = run_cells(all_cells, store, workers=workers, scheduler=scheduler, progress=progress,
-                      description="grid cells", threads=threads)
-    table = build_table(all_cells, store)
+    stats, table, stores = _run_kinds(
+        configs, per_config, out_dir / "cells", workers=workers, scheduler=scheduler,
+        progress=progress, description="grid cells", threads=threads)
     pq, _ = write_table(table, out_dir)
     stages["grid cells"] = time.perf_counter() - t0
     log.write(f"grid cells: {stats.total} ({stats.cached} found finished, {stats.computed} "
@@ -254,7 +292,7 @@ def _run(configs, per_config, out_dir: Path, log: RunLog, t_start: float, *, qui
             advance(cfg.name)
             rows = table[table["experiment"] == cfg.name].reset_index(drop=True)
             t1 = time.perf_counter()
-            figs = experiment_figures(cfg, rows, table, store, fig_dir)
+            figs = experiment_figures(cfg, rows, table, stores[cfg.kind], fig_dir)
             timings[f"figures {cfg.name}"] = time.perf_counter() - t1
             compute = float(rows.drop_duplicates("cell")["seconds"].sum())
             timings[f"computation {cfg.name} (sum over cells)"] = compute
@@ -265,7 +303,7 @@ def _run(configs, per_config, out_dir: Path, log: RunLog, t_start: float, *, qui
     fig4_section = None
     if fig4 is True:
         t0 = time.perf_counter()
-        fig4_section = run_fig4_section(out_dir, quick, seed, progress)
+        fig4_section = run_fig4_section(out_dir, quick, seed, progress, fig4_runner)
         stages["Figure 4"] = time.perf_counter() - t0
         timings["figure 4"] = fig4_section.seconds
         log.write(f"Figure 4 ({fig4_section.preset or 'no preset'}): {fig4_section.status} "

@@ -7,8 +7,6 @@ comes from a config or a table is HTML-escaped.
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,25 +14,23 @@ from pathlib import Path
 import pandas as pd
 
 from serialrepro.experiments.config import ExperimentConfig
-from serialrepro.experiments.figures import ROUND_OFF, ExperimentFigures, FigureItem
+from serialrepro.experiments.figures import ExperimentFigures, FigureItem
 from serialrepro.experiments.results import fid_trend_sentence, fid_trends
+from serialrepro.experiments.verdicts import ROUND_OFF
+from serialrepro.html import escape, page, png_img
 
+#: this report's rules on top of serialrepro.html.BASE_CSS
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1200px;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
 section { margin-bottom: 2em; }
 section.extension { border-left: 4px solid #c80; padding-left: 1em; }
 .banner { background: #fff4e0; border: 1px solid #c80; padding: .5em 1em; }
-figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 1.2em 0; } figure img { border: 1px solid #ddd; }
 figcaption { font-size: .92em; color: #333; }
 .claim { color: #444; } .constants { font-size: .85em; color: #444; margin: .3em 0; }
 .agree { color: #060; } .disagree { color: #a00; font-weight: bold; }
 .neutral { color: #555; }
-table { border-collapse: collapse; font-size: .8em; margin: .5em 0; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f3f3f3; } pre { background: #f7f7f7; padding: .8em; overflow-x: auto;
-font-size: .8em; } details { margin: .5em 0; } summary { cursor: pointer; }
+table { font-size: .8em; margin: .5em 0; }
+th, td { padding: 2px 6px; }
 ul.verdicts li { margin: .2em 0; }
 @media (max-width: 1150px) {
   figure.wide { overflow-x: auto; }
@@ -94,13 +90,11 @@ class ReportInputs:
     stages: dict[str, float] = field(default_factory=dict)
 
 
-def _e(text) -> str:
-    return html.escape(str(text), quote=True)
+_e = escape
 
 
 def _img(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{_e(Path(path).name)}" src="data:image/png;base64,{data}">'
+    return png_img(Path(path).read_bytes(), Path(path).name)
 
 
 def _verdict(ok: bool | None, extension: bool = False) -> str:
@@ -334,17 +328,25 @@ def render_report(inp: ReportInputs) -> str:
     ext = [s for s in inp.sections if s.config.section == "extension"]
     other = [s for s in inp.sections if s.config.section == "custom"]
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_e(inp.title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(inp.title)}</h1>",
         "<p>Source: Marjieh, Sucholutsky, Langlois, Jacoby and Griffiths, <i>Analyzing "
         "Diffusion as Serial Reproduction</i>, ICML 2023 (arXiv 2209.14821). Simulations "
         "run the exact optimal process on a grid (<code>serialrepro.grid</code>).</p>",
     ]
     if inp.quick:
+        full = [f"Figure {s.config.figure}" if s.config.figure else s.config.name
+                for s in inp.sections if s.config.quick is None]
+        except_ = (f", except {' and '.join(full)}, which run{'s' if len(full) == 1 else ''} "
+                   "in full" if full else "")
         parts.append("<p class='banner'><b>Quick run</b> (<code>--quick</code>): smaller grids "
-                     "and fewer conditions than the paper, except Figure 3, which runs in full. "
-                     "Run <code>serialrepro reproduce</code> for the full report.</p>")
+                     f"and fewer conditions than the paper{_e(except_)}. Run <code>serialrepro "
+                     "reproduce</code> for the full report.</p>")
+    golden = [s for s in inp.sections if s.config.reference == "golden"]
+    if golden:
+        parts.append("<p><b>Golden check</b> (docs/design.md §2: the authors' published code): "
+                     + ", ".join(f"<a href='#{_e(s.config.name)}'>{_e(s.config.name)}</a> "
+                                 f"{_verdict(s.figures.agrees).strip()}" for s in golden)
+                     + ".</p>")
     parts.append("<h2>Summary</h2><ul>")
     for s in inp.sections:
         if s.figures.headline:
@@ -400,5 +402,4 @@ def render_report(inp: ReportInputs) -> str:
             {k: f"{v:.1f}" for k, v in inp.stages.items()}))
     parts.append("<details><summary>Timings in detail (seconds)</summary>" + _kv_table(
         {k: f"{v:.2f}" for k, v in inp.timings.items()}) + "</details>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return page(inp.title, parts, css=_CSS)

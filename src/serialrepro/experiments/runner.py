@@ -18,7 +18,7 @@ import datetime as _dt
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +38,9 @@ def compute_cell(spec: dict, keep: bool = False, threads: int | None = 1,
 
     The exact engine is deterministic; ``seed`` still seeds torch's global generator so
     anything stochastic added to a cell later is reproducible per cell. ``threads`` sets
-    torch's intra-op threads for the cell (None: leave as is): cells are small, and on a
-    busy machine a multi-threaded FFT of a 32×32 grid was measured 1000× slower than a
-    single-threaded one (thread wake-up dominates), so sweeps default to one thread per
-    cell and get their parallelism from running cells side by side.
+    torch's intra-op threads for the cell (None: leave as is): cells are small, so waking
+    a thread pool costs more than an FFT of a small grid, and sweeps default to one thread
+    per cell and get their parallelism from running cells side by side.
     """
     import torch
 
@@ -156,9 +155,13 @@ def probe_scheduler(address: str) -> None:
 def run_cells(
     cells: Sequence[Cell], store: CellStore, workers: int = 1, scheduler: str | None = None,
     progress: bool = True, description: str = "cells", threads: int | None = 1,
+    compute: Callable = compute_cell, payload: Callable = _payload,
 ) -> RunStats:
     """Compute every cell of ``cells`` that ``store`` does not already hold, ``threads``
-    torch threads per cell (see :func:`compute_cell`)."""
+    torch threads per cell (see :func:`compute_cell`). ``compute(payload(cell), keep,
+    threads)`` gives a cell's (record, arrays): an experiment kind's own functions
+    (:mod:`serialrepro.experiments.kinds`); ``compute`` must be a top-level function so it
+    reaches pool and Dask workers."""
     check_executor(workers, scheduler, threads)
     t0 = time.perf_counter()
     cells = unique_cells(cells)
@@ -166,16 +169,16 @@ def run_cells(
     cached = len(cells) - len(pending)
     if scheduler is not None:
         executor = f"dask {scheduler}"
-        stream = _dask_results(pending, scheduler, threads)
+        stream = _dask_results(pending, scheduler, threads, compute, payload)
     elif workers > 1 and len(pending) > 1:
         executor = f"process pool ({workers} workers)"
-        stream = _pool_results(pending, workers, threads)
+        stream = _pool_results(pending, workers, threads, compute, payload)
     else:
         executor = "in-process"
         stream = None
     with _progress_bar(progress, description, len(cells), cached) as bar:
         if stream is None:  # in-process: the bar names the cell being computed
-            stream = ((c, *compute_cell(_payload(c), c.keep, threads))
+            stream = ((c, *compute(payload(c), c.keep, threads))
                       for c in pending if bar.show(c, "running") or True)
         for cell, record, arrays in stream:
             store.write(cell.key, record, arrays)
@@ -229,11 +232,11 @@ def worker_pool(workers: int):
 
 
 def _pool_results(pending: Sequence[Cell], workers: int, threads: int | None,
-                  ) -> Iterator[tuple]:
+                  compute: Callable, payload: Callable) -> Iterator[tuple]:
     from concurrent.futures import as_completed
 
     with worker_pool(workers) as pool:
-        futures = {pool.submit(compute_cell, _payload(c), c.keep, threads): c for c in pending}
+        futures = {pool.submit(compute, payload(c), c.keep, threads): c for c in pending}
         try:
             for fut in as_completed(futures):
                 yield (futures[fut], *fut.result())
@@ -244,7 +247,7 @@ def _pool_results(pending: Sequence[Cell], workers: int, threads: int | None,
 
 
 def _dask_results(pending: Sequence[Cell], address: str, threads: int | None,
-                  ) -> Iterator[tuple]:
+                  compute: Callable, payload: Callable) -> Iterator[tuple]:
     from distributed import Client, as_completed
 
     try:
@@ -254,7 +257,7 @@ def _dask_results(pending: Sequence[Cell], address: str, threads: int | None,
     try:
         futures = {}
         for c in pending:
-            fut = client.submit(compute_cell, _payload(c), c.keep, threads, pure=False)
+            fut = client.submit(compute, payload(c), c.keep, threads, pure=False)
             futures[fut.key] = (fut, c)
         try:
             for fut in as_completed([f for f, _ in futures.values()], loop=client.loop):

@@ -46,7 +46,7 @@ def parse_sigmas(spec: str) -> list[float]:
             raise UserInputError(f"--sigmas {spec!r}: A and B must be finite numbers")
         if T < 1:
             raise UserInputError(f"--sigmas {spec!r}: the number of steps T={T} must be ≥ 1")
-        from serialrepro.experiments.schedules import schedule_shape
+        from serialrepro.schedules import schedule_shape
 
         return schedule_shape("linear", T, a, b)
     try:
@@ -117,16 +117,16 @@ def simulate_command(
     from serialrepro.atomic import dumps_strict
     from serialrepro.budget import check_memory
     from serialrepro.devices import resolve_device
-    from serialrepro.experiments.config import check_representable
-    from serialrepro.families import get_family
+    from serialrepro.families import GRID, get_family
     from serialrepro.grid.kernels import check_dense_fits, resolve_backend
     from serialrepro.grid.priors import make_prior
     from serialrepro.grid.process import check_keep, get_step, simulate, simulation_bytes
     from serialrepro.grid.space import parse_grid
+    from serialrepro.schedules import check_representable
 
     # Validate everything, and check the cost by arithmetic, before any work: the levels
     # and the prior are built only once the whole simulation is known to fit.
-    family = get_family(noise)
+    family = get_family(noise, offers=GRID)
     get_step(step)
     space = parse_grid(grid, dims)
     used_backend = resolve_backend(space, backend)
@@ -175,33 +175,24 @@ def simulate_command(
 
 
 def family_table() -> list[dict[str, str]]:
-    """One row per noise family of either registry, with the representations it offers.
-
-    Derived from :data:`serialrepro.families.FAMILIES` (grid kernels and continuous
-    sample/log-density, unit-variance noise for VP processes) and
-    :data:`serialrepro.models.noise.TENSOR_FAMILIES` (forward corruptions for trained
-    models), so a family added to either shows up here.
-    """
-    from serialrepro.families import FAMILIES, NoiseFamily
-    from serialrepro.models.noise import TENSOR_FAMILIES
+    """One row per registered noise family (:data:`serialrepro.families.FAMILIES`) with the
+    representations it offers, so a family added there shows up here."""
+    from serialrepro.families import FAMILIES, GRID, PARTICLES, TENSOR
 
     rows = []
-    for name in list(FAMILIES) + [n for n in TENSOR_FAMILIES if n not in FAMILIES]:
-        fam, tensor = FAMILIES.get(name), TENSOR_FAMILIES.get(name)
-        grid = fam is not None and type(fam).grid_parts is not NoiseFamily.grid_parts
-        cont = fam is not None and type(fam).sample is not NoiseFamily.sample
-        if tensor is None:
-            trained = "-"
-        else:
-            trained = "eps or x0" if tensor.variance_preserving else "x0"
-            if tensor.images_only:
+    for name, fam in FAMILIES.items():
+        if fam.offers(TENSOR):
+            trained = "eps or x0" if fam.variance_preserving else "x0"
+            if fam.images_only:
                 trained += ", images"
+        else:
+            trained = "-"
         rows.append({
-            "family": name, "grid": "yes" if grid else "-",
-            "continuous": ("yes" + (", unit noise" if fam.has_unit_noise else "")) if cont
-            else "-",
+            "family": name, "grid": "yes" if fam.offers(GRID) else "-",
+            "continuous": ("yes" + (", unit noise" if fam.has_unit_noise else ""))
+            if fam.offers(PARTICLES) else "-",
             "trained": trained,
-            "description": fam.description if fam is not None else tensor.description,
+            "description": fam.description,
         })
     return rows
 

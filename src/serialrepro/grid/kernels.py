@@ -23,8 +23,7 @@ import torch
 from torch import Tensor
 
 from serialrepro.errors import UserInputError
-from serialrepro.families import NoiseFamily, get_family
-from serialrepro.grid.priors import limit_distribution
+from serialrepro.families import GRID, NoiseFamily, get_family
 from serialrepro.grid.space import GridSpace
 
 BACKENDS = ("auto", "dense", "fft")
@@ -37,7 +36,7 @@ class GridKernel(ABC):
 
     def __init__(self, space: GridSpace, family: NoiseFamily, sigma: float):
         self.space = space
-        self.family = family
+        self.family = get_family(family, offers=GRID)
         self.sigma = sigma
 
     @abstractmethod
@@ -131,7 +130,7 @@ class DenseKernel(GridKernel):
         check_dense_fits(space, device)
 
         def target() -> Tensor:
-            return (limit_distribution(family.limit, space).to(dtype=dtype, device=device)
+            return (family.limit_density(space).to(dtype=dtype, device=device)
                     .reshape(-1, 1))
 
         terms = (family.grid_axis_terms(space.axis_offsets(dtype, device), sigma, space.spacing)
@@ -142,7 +141,7 @@ class DenseKernel(GridKernel):
         if terms is None:
             d = _dense_offsets(space, str(torch.device(device or "cpu")), dtype)
             parts = family.grid_parts(d, sigma, (0,), space.spacing, target)
-            k, coef, tgt = parts.circulant, parts.coef, parts.target
+            k, coef, tgt = parts.offset_weights, parts.coef, parts.target
         else:
             coef = family.grid_rank_one_coef(sigma)
             tgt = target() if _is_positive(coef) else None
@@ -253,7 +252,7 @@ class FFTKernel(GridKernel):
         coef = family.grid_rank_one_coef(sigma)
         tgt = None
         if _is_positive(coef):
-            tgt = limit_distribution(family.limit, space).to(dtype=dtype, device=self._device)
+            tgt = family.limit_density(space).to(dtype=dtype, device=self._device)
         axis = _axis_column(space, dtype, str(self._device))
         terms = family.grid_axis_terms(axis, sigma, space.spacing)
         self._tgt = tgt
@@ -305,7 +304,7 @@ class FFTKernel(GridKernel):
         families; also the reference the separable build is tested against)."""
         d = self.space.circulant_offsets(self._dtype, self._device)
         return self.family.grid_parts(d, self.sigma, tuple(range(self.space.dims)),
-                                      self.space.spacing, lambda: self._tgt).circulant
+                                      self.space.spacing, lambda: self._tgt).offset_weights
 
     @property
     def c(self) -> Tensor:
@@ -471,7 +470,7 @@ def make_kernel(
 ) -> GridKernel:
     """K_σ of ``family`` on ``space`` with the requested backend (σ a float, or a 0-d
     tensor to differentiate through the kernel)."""
-    fam = get_family(family)
+    fam = get_family(family, offers=GRID)
     sigma = _checked_level(fam, sigma)
     cls = DenseKernel if resolve_backend(space, backend) == "dense" else FFTKernel
     return cls(space, fam, sigma, device=device, dtype=dtype)
@@ -501,7 +500,7 @@ class KernelSchedule:
     def __init__(self, space, family, sigmas, backend="auto", device=None,
                  dtype=torch.float64, keep_bytes: int = KERNEL_CACHE_BYTES):
         self.space = space
-        self.family = get_family(family)
+        self.family = get_family(family, offers=GRID)
         self.sigmas = check_schedule(self.family, sigmas)
         self.levels = sigmas.reshape(-1) if isinstance(sigmas, Tensor) else None
         self.backend = resolve_backend(space, backend)
@@ -531,7 +530,9 @@ class KernelSchedule:
 
 
 def check_schedule(family: NoiseFamily, sigmas) -> list[float]:
-    """Validate a noise schedule: non-empty, every level valid, non-decreasing."""
+    """Validate a noise schedule of a grid family: non-empty, every level valid,
+    non-decreasing."""
+    family = get_family(family, offers=GRID)
     if isinstance(sigmas, Tensor):
         sigmas = sigmas.detach().reshape(-1).tolist()
     try:

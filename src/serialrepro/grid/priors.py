@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from serialrepro.densities import three_mode_components
 from serialrepro.errors import UserInputError, unknown_name
+from serialrepro.families import NoiseFamily, get_family
 from serialrepro.grid.space import GridSpace
 
 #: The paper's data mix: 0.9·prior + 0.1·uniform.
 DATA_MIX = 0.1
-#: Three-mode covariance scale, W = 8·0.04² (docs/design.md §2).
-THREE_MODE_W = 8 * 0.04**2
 
 
 def normalise(p: Tensor) -> Tensor:
@@ -62,37 +61,6 @@ def swiss_roll(space: GridSpace, mix: float = DATA_MIX, width: float = 0.04) -> 
     dist = torch.cdist(space.points(), curve).min(dim=1).values
     p = (dist < width).to(torch.float64).reshape(space.shape)
     return mix_uniform(normalise(p), mix)
-
-
-def three_mode_components(
-    dims: int = 2, dtype: torch.dtype = torch.float64, device=None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(weights, means, covariances) of the three-mode density in ``dims`` dimensions.
-
-    In 2-D these are the paper's: means (0.1, 0.2), (−0.2, −0.1), (0.2, −0.2) with
-    covariances W·I, W·I, W·[[2, 1], [1, 2]], W = 8·0.04², equal weights (a sum of
-    pdfs). In 1-D the first coordinate of each; in 3-D the 2-D modes with a third
-    coordinate 0 and variance W on that axis.
-    """
-    w = THREE_MODE_W
-    means2 = torch.tensor([[0.1, 0.2], [-0.2, -0.1], [0.2, -0.2]], dtype=torch.float64)
-    covs2 = torch.tensor(
-        [[[w, 0], [0, w]], [[w, 0], [0, w]], [[2 * w, w], [w, 2 * w]]], dtype=torch.float64
-    )
-    if dims == 2:
-        means, covs = means2, covs2
-    elif dims == 1:
-        means, covs = means2[:, :1], covs2[:, :1, :1]
-    else:
-        means = torch.cat([means2, torch.zeros(3, dims - 2, dtype=torch.float64)], dim=1)
-        covs = torch.zeros(3, dims, dims, dtype=torch.float64)
-        covs[:, :2, :2] = covs2
-        for k in range(2, dims):
-            covs[:, k, k] = w
-    weights = torch.full((3,), 1 / 3, dtype=torch.float64)
-    return weights.to(dtype=dtype, device=device), means.to(dtype=dtype, device=device), covs.to(
-        dtype=dtype, device=device
-    )
 
 
 def gaussian_mixture(
@@ -226,18 +194,6 @@ def make_prior(spec: str, space: GridSpace, mix: float | None = None) -> Tensor:
     return PRIORS[spec](space, mix=mix)
 
 
-def limit_distribution(family_limit: str, space: GridSpace) -> Tensor:
-    """p_F on a grid: uniform, or the normalised three-mode density without the mix.
-
-    Every kernel of a fade-to-fixed schedule needs it, so it is computed once per grid
-    (a fresh copy is returned: callers may modify it)."""
-    return _limit_distribution(family_limit, space).clone()
-
-
-@lru_cache(maxsize=8)
-def _limit_distribution(family_limit: str, space: GridSpace) -> Tensor:
-    if family_limit == "uniform":
-        return space.uniform()
-    if family_limit == "three-modes":
-        return three_modes(space, mix=0.0)
-    raise unknown_name("limit distribution", family_limit, ["uniform", "three-modes"])
+def limit_distribution(family: str | NoiseFamily, space: GridSpace) -> Tensor:
+    """p_F of ``family`` on a grid (:meth:`~serialrepro.families.NoiseFamily.limit_density`)."""
+    return get_family(family).limit_density(space)

@@ -29,7 +29,6 @@ from serialrepro.errors import UserInputError
 from serialrepro.families import NoiseFamily, get_family
 from serialrepro.grid import scores
 from serialrepro.grid.kernels import GridKernel, KernelSchedule
-from serialrepro.grid.priors import limit_distribution
 from serialrepro.grid.space import GridSpace
 from serialrepro.reconstruction import STEPS as RECONSTRUCTION_STEPS
 
@@ -602,7 +601,7 @@ def simulate(
     T = len(kernels)
     steps = parse_keep(keep, T, space, data.element_size())
     if start is None:
-        start = limit_distribution(fam.limit, space).to(data)
+        start = fam.limit_density(space).to(data)
     out = _run(data, kernels, start, step == "serial", steps, info, callback)
     names = ("kl_bits", "jsd_bits", "complexity_bits", "stationarity")
     values = _floats([out[n] for n in names])

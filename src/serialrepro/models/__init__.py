@@ -1,8 +1,8 @@
 """Trained diffusion models under any noise family.
 
 - :mod:`~serialrepro.models.schedules`: DDPM linear / cosine betas, respacing for strides.
-- :mod:`~serialrepro.models.noise`: tensor noise families (VP gaussian, laplace, uniform,
-  student-t; fade-uniform, blur, mask): ``degrade(x0, ᾱ, noise)``, limits, noise inference.
+- :mod:`~serialrepro.models.noise`: the tensor form of the noise families (VP gaussian, laplace,
+  uniform, student-t; resample-uniform, blur, mask): ``degrade(x0, ᾱ, noise)``, limits.
 - :mod:`~serialrepro.models.diffusion`: :class:`Diffusion` (family + schedule), called as
   diffusers' ``DDPMScheduler`` (``add_noise``, ``set_timesteps``, ``step``), and
   :class:`DDIMDiffusion` as ``DDIMScheduler``; ``ddpm_step``, ``ddim_step``,

@@ -18,9 +18,9 @@ DATASET_HELP = ("training data: swiss-roll, two-moons, eight-gaussians, checkerb
                 "toys), digits (8x8, ships with scikit-learn), mnist, fashion-mnist (need "
                 "--data-dir)")
 NOISE_HELP = ("noise family of the forward process: gaussian, laplace, uniform, student-t "
-              "(variance preserving: epsilon, sample or v_prediction), fade-uniform, mask, "
-              "blur (images; sample prediction). --family is an alias. See `serialrepro "
-              "families`")
+              "(variance preserving: epsilon, sample or v_prediction), resample-uniform, "
+              "mask, blur (images; sample prediction). --family is an alias. See "
+              "`serialrepro families`")
 SAMPLER_HELP = ("auto (ddpm for variance-preserving families, else x0-renoise), ddpm "
                 "(ancestral), ddim, x0-renoise (cold diffusion's Algorithm 1: predict x0, "
                 "re-noise it to t-1 -- a posterior-mean agent, not the paper's serial step; "

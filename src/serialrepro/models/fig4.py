@@ -29,8 +29,8 @@ from serialrepro import atomic
 from serialrepro.data import load_dataset
 from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError, unknown_name
-from serialrepro.experiments.results import fid_trend_sentence, fid_trends
 from serialrepro.metrics.fid import FIDEvaluator, cached_classifier
+from serialrepro.metrics.trends import fid_trend_sentence, fid_trends
 from serialrepro.models.schedules import check_respacing
 from serialrepro.models.training import (
     TrainConfig,
@@ -85,7 +85,7 @@ PRESETS: dict[str, Fig4Preset] = {
     "mnist-gpu": Fig4Preset(
         "mnist-gpu", ("mnist",),
         {"gaussian": ("ddpm", "reproduction"), "laplace": ("ddpm",), "blur": ("cold",),
-         "fade-uniform": ("cold",)},
+         "resample-uniform": ("cold",)},
         strides=tuple(range(1, 21)), train_steps=60000, lr=2e-4,
         denoiser_options={"base": 64, "channel_mults": (1, 2, 2)}, n_samples=10000,
         classifier_steps=3000, sample_batch=2500, data_dir="data/mnist"),

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from serialrepro.circular import wrap_tensor as wrap
 from serialrepro.errors import UserInputError
 from serialrepro.families import NoiseFamily, get_family
 from serialrepro.particles.priors import GaussianMixturePrior, ParticlePrior, Support
@@ -31,11 +32,6 @@ from serialrepro.particles.rng import gumbel_argmax
 MODE_ITERATIONS = 100
 #: stop the mode search once no coordinate moves by more than this
 MODE_TOLERANCE = 1e-12
-
-
-def wrap(x: Tensor) -> Tensor:
-    """Map coordinates onto the unit circle/torus [−0.5, 0.5)."""
-    return torch.remainder(x + 0.5, 1.0) - 0.5
 
 
 def circular_mean(weights: Tensor, points: Tensor) -> Tensor:

@@ -16,8 +16,10 @@ import torch
 from torch import Tensor
 
 from serialrepro.chains.agents import Agent
+from serialrepro.circular import wrap_tensor as wrap
 from serialrepro.errors import UserInputError
-from serialrepro.particles.posterior import EmpiricalReconstructor, wrap
+from serialrepro.families import PARTICLES
+from serialrepro.particles.posterior import EmpiricalReconstructor
 from serialrepro.particles.rng import chain_blocks, pad_rows
 from serialrepro.reconstruction import serial
 
@@ -35,7 +37,9 @@ def particle_chains(
     if x0.ndim != 2 or x0.shape[1] != agent.dims or x0.shape[0] == 0:
         raise UserInputError(f"chain starts must have shape [C, {agent.dims}] with C ≥ 1; got "
                              f"{tuple(x0.shape)}")
-    if agent.circular and agent.family.name.startswith("fade"):
+    agent.family.require(PARTICLES)
+    agent.production_family.require(PARTICLES)
+    if agent.circular and not agent.family.on_circle:
         raise UserInputError(f"the {agent.family.name} family is not defined on a circle; "
                              "use it on grids (mode: grid) or pick another family")
     sigmas = agent.levels(n_iterations, levels)
