@@ -21,8 +21,8 @@ from serialrepro.experiments.schedules import (
     level_for_std,
     schedule_shape,
 )
-from serialrepro.experiments.store import CellStore
 from serialrepro.families import FADE_WIDTH, FAMILIES, GRID, family_names
+from serialrepro.store import CellStore
 
 LINEAR = {"kind": "linear", "start": 0.01, "end": 0.05}
 

@@ -14,7 +14,7 @@ import pytest
 from serialrepro import atomic
 from serialrepro.experiments.config import expand, parse_config
 from serialrepro.experiments.runner import run_cells
-from serialrepro.experiments.store import CellStore, record_checksum
+from serialrepro.store import CellStore, record_checksum
 
 CONFIG = {"name": "tamper", "keep_distributions": True, "sweeps": [{
     "T": [2, 3], "schedule": {"kind": "linear", "start": 0.02, "end": 0.05},

@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
 BASE_MODULES = {"serialrepro", "serialrepro.atomic", "serialrepro.budget",
                 "serialrepro.circular", "serialrepro.configio", "serialrepro.densities",
                 "serialrepro.devices", "serialrepro.errors", "serialrepro.families",
-                "serialrepro.html",
+                "serialrepro.html", "serialrepro.store",
                 "serialrepro.loaders", "serialrepro.reconstruction", "serialrepro.schedules"}
 
 

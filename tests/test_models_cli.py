@@ -180,7 +180,9 @@ def test_fig4_quick_end_to_end_and_resume(tmp_path):
     res = run_fig4(out, preset="quick", seed=0, progress=False, device="cpu")
     assert set(res.table.columns) >= {"dataset", "family", "sampler", "stride", "steps", "fid",
                                       "kid", "n_samples"}
-    assert res.table["steps"].tolist() == [50, 100] and res.figure.exists()
+    assert res.table["steps"].tolist() == [50, 100, 50, 100] and res.figure.exists()
+    assert res.table["sampler"].tolist() == ["ddpm", "ddpm", "serial", "serial"]
+    assert "serial-reproduction step" in res.notes and "not run" not in res.notes
     assert (out / "fig4.parquet").exists() and (out / "fig4.csv").exists()
     assert (out / "fig4_samples.png").exists()
     assert "biased" in res.notes  # 128 samples: the FID-stability warning is reported

@@ -6,7 +6,7 @@
   per-step standard deviation across families;
 * :mod:`~serialrepro.experiments.runner` — one cell's computation and the executors
   (in-process, process pool, Dask) with a progress bar;
-* :mod:`~serialrepro.experiments.store` — atomic per-cell result files (resume);
+* :mod:`~serialrepro.store` — atomic per-cell result files (resume);
 * :mod:`~serialrepro.experiments.results` — the tidy table (Parquet + CSV);
 * :mod:`~serialrepro.experiments.kinds` — experiment kinds (how a config's conditions
   become cells and rows), the registry a new kind of experiment plugs into;

@@ -21,7 +21,6 @@ import pandas as pd
 from serialrepro import atomic
 from serialrepro.experiments.config import ExperimentConfig
 from serialrepro.experiments.results import cell_distributions
-from serialrepro.experiments.store import CellStore
 from serialrepro.experiments.verdicts import (
     KL_VS_T,
     Reference,
@@ -34,6 +33,7 @@ from serialrepro.experiments.verdicts import (
     resolve_reference,
     sigma_is_std,
 )
+from serialrepro.store import CellStore
 
 
 def _family_order(names) -> list[str]:

@@ -24,7 +24,7 @@ condition rather than one grid simulation, say) plugs in without touching it:
 4. ship the experiment as one YAML file in ``experiments/configs`` with ``kind:``,
    ``plot:``, ``verdict:`` and, to be part of ``serialrepro reproduce``, ``reproduce: N``.
 
-Cells are stored by :class:`~serialrepro.experiments.store.CellStore` (atomic,
+Cells are stored by :class:`~serialrepro.store.CellStore` (atomic,
 checksummed, re-validated with the kind's ``check`` on every read), so every kind
 resumes an interrupted run the same way.
 """
@@ -39,7 +39,7 @@ from typing import Any
 from serialrepro.experiments.config import expand
 from serialrepro.experiments.results import cell_row
 from serialrepro.experiments.runner import _payload, compute_cell
-from serialrepro.experiments.store import grid_record_problem
+from serialrepro.store import grid_record_problem
 
 #: modules that register experiment kinds when imported (beside the built-in grid sweep)
 KIND_MODULES: tuple[str, ...] = ()

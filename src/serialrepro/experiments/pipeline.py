@@ -42,7 +42,7 @@ from serialrepro.experiments.report import (
 )
 from serialrepro.experiments.results import write_table
 from serialrepro.experiments.runner import RunStats, check_executor, probe_scheduler, run_cells
-from serialrepro.experiments.store import CellStore
+from serialrepro.store import CellStore
 
 FIG4_PRESETS = {True: "quick", False: "digits-cpu"}
 _VERSION_PACKAGES = ("serialrepro", "torch", "numpy", "scipy", "pandas", "pyarrow", "matplotlib",

@@ -16,13 +16,13 @@ import pandas as pd
 from serialrepro import atomic
 from serialrepro.experiments.config import Cell
 from serialrepro.experiments.runner import SCORE_FIELDS
-from serialrepro.experiments.store import CellStore
 from serialrepro.metrics.trends import (  # noqa: F401 (re-exported for the reports)
     TREND_RATIO,
     TREND_RHO,
     fid_trend_sentence,
     fid_trends,
 )
+from serialrepro.store import CellStore
 
 #: the table's leading columns, in order; EXTRA_COLUMNS follow them
 COLUMNS = (

@@ -3,7 +3,7 @@
 :func:`compute_cell` is a pure function of a cell's resolved spec (a plain dict, so it
 travels to a process pool or a Dask worker as is) returning a JSON-ready record and,
 when asked, the distributions. Workers never touch the results folder: the driver
-writes each result atomically as it arrives (:class:`~serialrepro.experiments.store.
+writes each result atomically as it arrives (:class:`~serialrepro.store.
 CellStore`), so a remote cluster needs no shared filesystem and a kill of the driver
 loses only the cells in flight.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from serialrepro.errors import UserInputError
 from serialrepro.experiments.config import Cell
-from serialrepro.experiments.store import CellStore
+from serialrepro.store import CellStore
 
 SCORE_FIELDS = ("kl_bits", "jsd_bits", "complexity_bits", "stationarity")
 #: how long to keep trying to reach a Dask scheduler before giving up

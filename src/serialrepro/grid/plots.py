@@ -83,7 +83,7 @@ def plot_process(result: SimulationResult, path: str | Path | None = None, *,
     fig.suptitle(title or (
         f"{result.family}, {result.step} step, T={T}, {result.space.label}: "
         f"KL(r_0‖data) = {result.kl_bits:.3f} bits"), fontsize=15)
-    # a fixed layout in inches (tight_layout measured every title: ~1 s per figure)
+    # a fixed layout in inches (tight_layout would measure every title text per figure)
     w, h = fig.get_figwidth(), fig.get_figheight()
     right = 1.1 if image is not None else 0.1
     title_h = 0.62 if image is not None else 0.35  # two-line panel titles for images

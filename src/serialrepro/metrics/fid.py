@@ -7,7 +7,9 @@ the run directory (``classifier.pt``, loaded with ``weights_only=True``), so eve
 run uses the same feature network. FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018)
 are computed by torchmetrics' ``FrechetInceptionDistance`` / ``KernelInceptionDistance``
 with this module as ``feature``. Absolute values are not comparable with Inception FIDs;
-trends across samplers and step counts are.
+trends across samplers and step counts are. Where the user has the standard weights file,
+``--fid-features inception`` computes FID/KID with the standard Inception-v3 features
+instead (:mod:`serialrepro.metrics.inception`); the classifier stays the offline default.
 """
 
 from __future__ import annotations
@@ -134,6 +136,17 @@ def cached_classifier(run_dir: str | Path, x: Tensor, y: Tensor, seed: int = 0,
     return net
 
 
+class _Identity(nn.Module):
+    """Features in, features out (the metrics' "feature network" for precomputed ones)."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
 @dataclass
 class FIDResult:
     fid: float
@@ -144,10 +157,55 @@ class FIDResult:
     warning: str | None = None
 
 
-class FIDEvaluator:
-    """FID/KID of many sample sets against one fixed real set (real statistics kept)."""
+#: feature networks of FID/KID: the local classifier (default) or the standard Inception
+FID_FEATURES = ("classifier", "inception")
 
-    def __init__(self, classifier: FeatureClassifier, real: Tensor, batch_size: int = 1000,
+
+def check_fid_features(kind: str, inception_weights: str | Path | None) -> str:
+    """``kind`` when it is a feature network name and its options fit, else one line."""
+    from serialrepro.errors import unknown_name
+
+    if kind not in FID_FEATURES:
+        raise unknown_name("FID feature network", kind, FID_FEATURES)
+    if kind == "classifier" and inception_weights is not None:
+        raise UserInputError("--inception-weights applies to --fid-features inception only")
+    return kind
+
+
+def fid_feature_network(kind: str, inception_weights: str | Path | None,
+                        classifier_dir: str | Path, data, seed: int = 0,
+                        device: torch.device | str = "cpu", **classifier_options) -> nn.Module:
+    """The feature network of FID/KID: the local classifier of ``data`` (cached in
+    ``classifier_dir``, :func:`cached_classifier`) or the standard Inception-v3 from the
+    local weights file (:func:`serialrepro.metrics.inception.load_fid_inception`)."""
+    check_fid_features(kind, inception_weights)
+    if kind == "inception":
+        from serialrepro.metrics.inception import load_fid_inception
+
+        return load_fid_inception(inception_weights, device)
+    return cached_classifier(classifier_dir, data.train, data.train_labels, seed=seed,
+                             device=device, **classifier_options)
+
+
+def feature_label(feature: nn.Module) -> str:
+    """How a report names the features FID was computed with."""
+    if isinstance(feature, FeatureClassifier | FeatureExtractor):
+        return "local classifier features"
+    return "Inception-v3 features (standard FID)"
+
+
+class FIDEvaluator:
+    """FID/KID of many sample sets against one fixed real set (real statistics kept).
+
+    ``feature`` is the local :class:`FeatureClassifier` (its standardised penultimate
+    features, :class:`FeatureExtractor`) or any feature module with ``num_features``, such
+    as the standard :class:`~serialrepro.metrics.inception.FIDInceptionV3`, whose raw
+    pool features are used as published FIDs and KIDs use them. A module's own
+    ``batch_size`` attribute caps the images per forward pass (Inception at 299×299 needs
+    a few MB per image).
+    """
+
+    def __init__(self, feature: nn.Module, real: Tensor, batch_size: int = 1000,
                  kid_subsets: int = 50, seed: int = 0,
                  n_real_available: int | None = None) -> None:
         from torchmetrics.image.fid import FrechetInceptionDistance
@@ -157,8 +215,10 @@ class FIDEvaluator:
         if real.shape[0] < 2:
             raise UserInputError("FID needs at least 2 real images")
         check_finite(real, "the real images")
-        self.device = next(classifier.parameters()).device
-        feat = FeatureExtractor(classifier)
+        self.device = next(feature.parameters()).device
+        feat = FeatureExtractor(feature) if isinstance(feature, FeatureClassifier) else feature
+        self.label = feature_label(feat)
+        batch_size = min(batch_size, int(getattr(feat, "batch_size", batch_size)))
         self.n_real = int(real.shape[0])
         #: how many real images exist (default: ``real`` is all of them), so the sample-size
         #: warning only asks for more where more can be had
@@ -166,15 +226,24 @@ class FIDEvaluator:
         self.batch_size = batch_size
         self.kid_subsets = kid_subsets
         self.seed = seed
-        self.fid = FrechetInceptionDistance(feature=feat, reset_real_features=False).to(self.device)
+        self.feature = feat
         self.num_features = feat.num_features
-        self._kid_args = dict(feature=feat, reset_real_features=False, subsets=kid_subsets)
+        # features are computed once per image set here, and the metrics are fed them
+        # through an identity "feature network": the real set's features serve every
+        # call, and FID and KID share the generated set's (one pass of the network each)
+        ident = _Identity(self.num_features)
+        self.fid = FrechetInceptionDistance(feature=ident, reset_real_features=False).to(
+            self.device)
+        self._kid_args = dict(feature=ident, reset_real_features=False, subsets=kid_subsets)
         self.real = real
-        self._update(self.fid, real, real=True)
+        self.real_features = self.features(real)
+        self.fid.update(self.real_features, real=True)
 
-    def _update(self, metric, x: Tensor, real: bool) -> None:
-        for start in range(0, x.shape[0], self.batch_size):
-            metric.update(x[start:start + self.batch_size].to(self.device), real=real)
+    @torch.no_grad()
+    def features(self, x: Tensor) -> Tensor:
+        """The feature network's output for images ``x``, in batches, on its device."""
+        return torch.cat([self.feature(x[s:s + self.batch_size].to(self.device))
+                          for s in range(0, x.shape[0], self.batch_size)])
 
     @torch.no_grad()
     def __call__(self, fake: Tensor) -> FIDResult:
@@ -186,8 +255,9 @@ class FIDEvaluator:
         if n_fake < 2:
             raise UserInputError("FID needs at least 2 generated images")
         check_finite(fake, "the generated images")
+        fake_features = self.features(fake)
         self.fid.reset()
-        self._update(self.fid, fake, real=False)
+        self.fid.update(fake_features, real=False)
         fid = float(self.fid.compute())
         subset = min(1000, n_fake, self.n_real)
         with warnings.catch_warnings():
@@ -195,8 +265,8 @@ class FIDEvaluator:
             warnings.filterwarnings("ignore", message=".*will save all extracted features")
             kid_metric = KernelInceptionDistance(subset_size=subset,
                                                  **self._kid_args).to(self.device)
-        self._update(kid_metric, self.real, real=True)
-        self._update(kid_metric, fake, real=False)
+        kid_metric.update(self.real_features, real=True)
+        kid_metric.update(fake_features, real=False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)  # KID's random subsets
             kid, kid_std = (float(v) for v in kid_metric.compute())

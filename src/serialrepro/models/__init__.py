@@ -13,6 +13,8 @@
   (``ddpm``, ``ddim``, ``serial`` — the paper's step —, ``reproduction``, ``cold``).
 - :mod:`~serialrepro.models.networks`: time-conditioned MLP and small UNet denoisers.
 - :mod:`~serialrepro.models.training`: seeded, resumable training; loading; sampling.
+- :mod:`~serialrepro.models.external`: a saved diffusers ``UNet2DModel`` wrapped as our
+  denoiser and process, so every sampler and stride runs on someone's own model.
 - :mod:`~serialrepro.models.fig4`: the paper's Figure 4 (FID vs number of steps).
 """
 
