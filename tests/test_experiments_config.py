@@ -183,7 +183,7 @@ def test_quick_override_replaces_axes():
 
 def test_shipped_experiments_validate_and_cover_design_table():
     assert reproduce_names() == ["fig2", "fig3", "figS2", "figS3-S4", "figS5", "ext-families",
-                                 "ext-schedules", "ext-resolution"]
+                                 "ext-schedules", "ext-resolution", "ext-optimal"]
     cells = {c.name: expand(c) for c in reproduce_configs()}
     fig3 = cells["fig3"]
     assert [c.T for c in fig3] == [2, 3, 6, 12, 24, 48, 100]

@@ -91,8 +91,10 @@ def _global_options(
 # Modules that define ``register(app: typer.Typer) -> None``.
 _COMMAND_MODULES = [
     "serialrepro.grid.cli",
+    "serialrepro.grid.schedule_cli",
     "serialrepro.models.cli",
     "serialrepro.experiments.cli",
+    "serialrepro.experiments.optimal_cli",
     "serialrepro.chains.cli",
 ]
 

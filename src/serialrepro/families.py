@@ -653,7 +653,15 @@ class VonMises(NoiseFamily):
     sigma_is_std = False
 
     def _log_weights(self, d: Sequence[Tensor], sigma: float) -> Tensor:
-        kappa = von_mises_kappa(sigma)
+        kappa = von_mises_kappa(float(sigma.detach() if isinstance(sigma, Tensor) else sigma))
+        if isinstance(sigma, Tensor) and sigma.requires_grad and kappa > 0:
+            # dκ/dσ by the implicit-function theorem on A(κ) = R(σ) = exp(−2π²σ²), with
+            # A'(κ) = 1 − A/κ − A² (Mardia & Jupp 2000, §3.5.4): first-order exact in σ
+            from scipy.special import i0e, i1e
+
+            a = float(i1e(kappa) / i0e(kappa))
+            r = torch.exp(-2.0 * math.pi**2 * sigma * sigma)
+            kappa = kappa + (r - r.detach()) / (1.0 - a / kappa - a * a)
         return kappa * sum(torch.cos(2 * math.pi * di) for di in d)
 
     def grid_parts(self, d, sigma, y_dims, spacing, target):
