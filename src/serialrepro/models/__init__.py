@@ -6,11 +6,11 @@
 - :mod:`~serialrepro.models.diffusion`: :class:`Diffusion` (family + schedule), called as
   diffusers' ``DDPMScheduler`` (``add_noise``, ``set_timesteps``, ``step``), and
   :class:`DDIMDiffusion` as ``DDIMScheduler``; ``ddpm_step``, ``ddim_step``,
-  ``reproduction_step``, ``cold_step`` for the samplers.
+  ``x0_renoise_step``, ``cold_step`` for the samplers.
 - :mod:`~serialrepro.models.reconstruct`: a network as the reconstruction of one
   reproduction step (the interface of :mod:`serialrepro.reconstruction`).
 - :mod:`~serialrepro.models.samplers`: one-signature samplers returning a trajectory
-  (``ddpm``, ``ddim``, ``serial`` — the paper's step —, ``reproduction``, ``cold``).
+  (``ddpm``, ``ddim``, ``serial`` — the paper's step —, ``x0-renoise``, ``cold``).
 - :mod:`~serialrepro.models.networks`: time-conditioned MLP and small UNet denoisers.
 - :mod:`~serialrepro.models.training`: seeded, resumable training; loading; sampling.
 - :mod:`~serialrepro.models.external`: a saved diffusers ``UNet2DModel`` wrapped as our

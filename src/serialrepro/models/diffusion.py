@@ -32,7 +32,7 @@ unpacking ``(x_{t−1}, x̂_0)``:
   kept timestep, ε re-derived from the clipped x̂_0. :meth:`DDIMDiffusion.step` is
   ``DDIMScheduler.step`` exactly (its previous timestep t − T // n, ``eta``,
   ``use_clipped_model_output``, ``variance_noise``).
-- :meth:`Diffusion.reproduction_step`: x̂_0 from the net, then re-noise to the previous
+- :meth:`Diffusion.x0_renoise_step`: x̂_0 from the net, then re-noise to the previous
   level with the family, x_{t−1} = D(x̂_0, t−1) (cold diffusion Algorithm 1, a
   posterior-mean agent; docs/design.md §1).
 - :meth:`Diffusion.cold_step`: cold diffusion Algorithm 2,
@@ -472,7 +472,7 @@ class Diffusion:
             x_prev = x_prev + sigma * variance_noise
         return x_prev
 
-    def reproduction_step(self, model_output: Tensor, t: Tensor | int, x_t: Tensor,
+    def x0_renoise_step(self, model_output: Tensor, t: Tensor | int, x_t: Tensor,
                           generator: GeneratorLike = None) -> SchedulerOutput:
         """Cold diffusion's Algorithm 1: reconstruct x̂_0, degrade it again to level t−1.
 

@@ -59,8 +59,9 @@ class TensorFamily:
 
     @property
     def default_prediction(self) -> str:
-        """ε regression for variance-preserving families, x0 regression otherwise."""
-        return "eps" if self.variance_preserving else "x0"
+        """ε regression (``epsilon``) for variance-preserving families, x̂_0 regression
+        (``sample``) otherwise (diffusers' prediction-type names)."""
+        return "epsilon" if self.variance_preserving else "sample"
 
     # -- state fitted on data ---------------------------------------------------------
     def fit(self, x0: Tensor) -> None:
@@ -118,7 +119,7 @@ class TensorFamily:
                 n for n in family_names(TENSOR) if FAMILIES[n].variance_preserving))
             raise UserInputError(
                 f"{what} needs a variance-preserving noise family; {self.name!r} is not"
-                f" (valid: {valid}); use x0 prediction with the 'reproduction' or 'cold' sampler"
+                f" (valid: {valid}); use sample prediction with the 'x0-renoise' or 'cold' sampler"
             )
 
     def x0_from_eps(self, x_t: Tensor, eps: Tensor, abar: Tensor) -> Tensor:

@@ -54,7 +54,7 @@ class NetworkReconstructor:
         # the step-t posterior sample where the family has one (DDPM eqs. 6–7), else the
         # family's own reverse step (reconstruct x̂_0, degrade it to t−1)
         self.reverse_step = (process.ddpm_step if fam.variance_preserving
-                             else process.reproduction_step)
+                             else process.x0_renoise_step)
 
     def step_alpha(self, t: int, like: Tensor) -> Tensor:
         """α_t = ᾱ_t / ᾱ_{t−1}: the retention of the single forward step into ``t``."""

@@ -14,7 +14,7 @@ Three reverse steps are kept apart (docs/design.md §3):
 - ``serial``: the paper's serial-reproduction step, x̃ ~ K_t(· | x_t) (one forward step of
   the family), then a draw from the step-t reverse transition from x̃
   (:class:`serialrepro.models.reconstruct.NetworkReconstructor`);
-- ``reproduction`` (called ``x0-renoise`` on the command line): cold diffusion's
+- ``x0-renoise`` (old name ``reproduction``, still accepted): cold diffusion's
   Algorithm 1, x_{t−1} = D(x̂_0, t−1), a posterior-*mean* agent;
 - ``cold``: cold diffusion's Algorithm 2;
 
@@ -116,13 +116,13 @@ def serial_sampler(denoiser: Denoiser, x: Tensor, process: Diffusion,
                 perceive=recon.perceive)
 
 
-def reproduction_sampler(denoiser: Denoiser, x: Tensor, process: Diffusion,
+def x0_renoise_sampler(denoiser: Denoiser, x: Tensor, process: Diffusion,
                          generator: GeneratorLike = None, callback: SampleCallback | None = None,
                          keep_states: bool = False) -> SampleTrajectory:
     """Cold diffusion's Algorithm 1, x_{t−1} = D(x̂_0, t−1), any family: x̂_0 is the
     network's posterior *mean*, so this is a posterior-mean agent, not the paper's
     serial-reproduction step (:func:`serial_sampler`)."""
-    return _run(process.reproduction_step, denoiser, x, process, generator, callback,
+    return _run(process.x0_renoise_step, denoiser, x, process, generator, callback,
                 keep_states)
 
 
@@ -137,14 +137,19 @@ SAMPLERS: dict[str, Callable[..., SampleTrajectory]] = {
     "ddpm": ddpm_sampler,
     "ddim": ddim_sampler,
     "serial": serial_sampler,
-    "reproduction": reproduction_sampler,
+    "x0-renoise": x0_renoise_sampler,
     "cold": cold_sampler,
 }
 
 
+#: old sampler names that are still accepted → their registry name
+SAMPLER_ALIASES = {"reproduction": "x0-renoise"}
+
+
 def get_sampler(name: str) -> Callable[..., SampleTrajectory]:
-    """Look a sampler up by name; unknown names list the valid ones."""
+    """Look a sampler up by name (or an old name in :data:`SAMPLER_ALIASES`); unknown names
+    list the valid ones."""
     try:
-        return SAMPLERS[name]
+        return SAMPLERS[SAMPLER_ALIASES.get(name, name)]
     except KeyError:
         raise unknown_name("sampler", name, SAMPLERS) from None

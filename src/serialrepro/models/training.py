@@ -391,31 +391,22 @@ def _progress(enabled: bool):
                     TimeRemainingColumn(), disable=not enabled, transient=False)
 
 
-#: The command line's name for each sampler of :data:`serialrepro.models.samplers.SAMPLERS`
-#: where it differs. The registry's ``reproduction`` is cold diffusion's Algorithm 1 (x̂_0
-#: re-noised to t−1: a posterior-*mean* agent, docs/design.md §3); it is not the paper's
-#: serial-reproduction step (re-noise x_t, then draw from the step-t posterior), which is
-#: what ``serial`` means on the grid, so it is ``x0-renoise`` here and ``reproduction``
-#: stays accepted as its old name.
-SAMPLER_PUBLIC_NAMES = {"reproduction": "x0-renoise"}
-
-
 def sampler_names() -> list[str]:
     """The sampler names a user may give (``auto`` included), in the registry's order."""
     from serialrepro.models.samplers import SAMPLERS
 
-    return ["auto", *(SAMPLER_PUBLIC_NAMES.get(k, k) for k in SAMPLERS)]
+    return ["auto", *SAMPLERS]
 
 
 def resolve_sampler(name: str, variance_preserving: bool) -> str:
     """The registry key of a user's sampler name; ``auto`` is DDPM for variance-preserving
     families and ``x0-renoise`` (cold diffusion's Algorithm 1) otherwise."""
     from serialrepro.errors import unknown_name
-    from serialrepro.models.samplers import SAMPLERS
+    from serialrepro.models.samplers import SAMPLER_ALIASES, SAMPLERS
 
     if name == "auto":
-        return "ddpm" if variance_preserving else "reproduction"
-    key = {v: k for k, v in SAMPLER_PUBLIC_NAMES.items()}.get(name, name)
+        return "ddpm" if variance_preserving else "x0-renoise"
+    key = SAMPLER_ALIASES.get(name, name)
     if key not in SAMPLERS:
         raise unknown_name("sampler", name, sampler_names())
     return key
