@@ -205,6 +205,11 @@ def test_a_named_shape_runs_and_prints_the_levels_it_used(capsys, monkeypatch):
                 "conditional_entropy_bits", "mutual_information_bits"):
         assert listed[key] == shaped[key], key  # exactly
     assert "schedule" not in listed
+    # the same levels as the builder's own command under ends:A:B
+    code, out, err = run_cli(["schedule", "equal-complexity", *EQ, "--T", "4", "--constraint",
+                              "ends:0.02:0.1"], capsys, monkeypatch)
+    assert code == 0, err
+    assert [float(v) for v in out.strip().split(",")] == levels
     # other shapes by name: geometric:A:B:T is the registry's geometric spacing
     code, out, _ = run_cli(["simulate", *EQ, "--sigmas", "geometric:0.02:0.08:3", "--json"],
                            capsys, monkeypatch)

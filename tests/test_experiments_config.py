@@ -306,7 +306,8 @@ def test_list_shows_experiments_families_priors_and_schedules():
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0, result.output
     for name in (*reproduce_names(), *family_names(GRID), "swiss-roll", "three-modes", "image:PATH",
-                 "linear", "geometric", "cosine", "constant", "paper:H", "torus:N"):
+                 "linear", "geometric", "cosine", "constant", "equal-complexity", "paper:H",
+                 "torus:N"):
         assert name in result.output, name
     assert "  7 cells (7 quick)  Figure 3" in result.output
 
