@@ -361,7 +361,7 @@ def test_an_equal_complexity_sweep_runs_with_equal_step_kls(tmp_path):
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out / "scores.csv")
     eq = table[table["schedule"] == "equal-complexity 0.02→0.1"]
-    assert sorted(zip(eq["prior"], eq["T"])) == [("swiss-roll", 2), ("swiss-roll", 4),
+    assert sorted(zip(eq["prior"], eq["T"], strict=True)) == [("swiss-roll", 2), ("swiss-roll", 4),
                                                  ("three-modes", 2), ("three-modes", 4)]
     space = parse_grid("torus:16")
     seen = {}
@@ -376,7 +376,7 @@ def test_an_equal_complexity_sweep_runs_with_equal_step_kls(tmp_path):
     # solved per prior, and not the linear levels
     assert seen[("swiss-roll", 4)] != seen[("three-modes", 4)]
     lin = table[(table["schedule"] == "linear 0.02→0.1") & (table["T"] == 4)]
-    assert not set(lin["cell"]) & {k for k, T in zip(eq["cell"], eq["T"]) if T == 4}
+    assert not set(lin["cell"]) & {k for k, T in zip(eq["cell"], eq["T"], strict=True) if T == 4}
 
 
 def test_equal_complexity_is_solved_once_per_condition(monkeypatch):

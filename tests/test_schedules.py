@@ -82,7 +82,7 @@ def test_equal_complexity_shape_is_the_builder_with_equal_step_kls():
     pb = Problem(make_prior("swiss-roll", space), "gaussian", space, EQ_T,
                  parse_constraint(f"ends:{a}:{b}", "gaussian", EQ_T))
     assert lv == equal_complexity_levels(pb)  # the same numbers, not just close
-    assert lv[0] == a and lv[-1] == b and all(x < y for x, y in zip(lv, lv[1:]))
+    assert lv[0] == a and lv[-1] == b and all(x < y for x, y in zip(lv[:-1], lv[1:], strict=True))
     kls = step_kls("swiss-roll", "gaussian", EQ_GRID, lv)
     assert max(kls) - min(kls) < 1e-6 * max(kls), kls
     # the check can fail: linear spacing between the same ends has unequal steps
@@ -91,7 +91,7 @@ def test_equal_complexity_shape_is_the_builder_with_equal_step_kls():
     # the levels depend on the prior, so a resolver that ignored the context would fail
     other = Schedule("equal-complexity", a, b).levels(EQ_T, "gaussian",
                                                       eq_context(prior="three-modes"))
-    assert max(abs(x - y) for x, y in zip(lv, other)) > 1e-4
+    assert max(abs(x - y) for x, y in zip(lv, other, strict=True)) > 1e-4
     assert Schedule("equal-complexity", a, b).label == "equal-complexity 0.02→0.1"
 
 
@@ -113,6 +113,8 @@ def test_equal_complexity_without_context_is_a_one_line_error():
         Schedule("equal-complexity", 0.02, 0.1).levels(1, "gaussian", eq_context())
     with pytest.raises(UserInputError, match="levels must not decrease"):
         Schedule("equal-complexity", 0.1, 0.02).levels(3, "gaussian", eq_context())
+    with pytest.raises(UserInputError, match="was given the context of family 'laplace'"):
+        Schedule("equal-complexity", 0.02, 0.1).levels(3, "gaussian", eq_context(family="laplace"))
 
 
 @pytest.fixture
@@ -147,6 +149,10 @@ def test_context_shapes_are_resolved_once_per_condition(counting):
     assert len(counting) == 3  # another T, another context: solved again
     with pytest.raises(ValueError, match="not fields of ScheduleContext"):
         register_shape("bad-test", "x", needs=("colour",))
+    from serialrepro.schedules import register_resolver
+
+    with pytest.raises(ValueError, match="not a registered shape that needs a context"):
+        register_resolver("linear")
 
 
 def test_existing_shapes_ignore_a_context():

@@ -53,10 +53,10 @@ from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.experiments.golden import FIG3_GOLDEN, GOLDEN_CONDITIONS
 from serialrepro.families import get_family
 from serialrepro.grid.kernels import check_dense_fits, check_schedule, resolve_backend
+from serialrepro.grid.optimize import equal_complexity_shape  # noqa: F401 (its resolver)
 from serialrepro.grid.priors import PRIORS
 from serialrepro.grid.process import STEPS
 from serialrepro.grid.space import parse_grid
-from serialrepro.grid.optimize import equal_complexity_shape  # noqa: F401 (its resolver)
 from serialrepro.schedules import (  # noqa: F401 (MIN_STD_LEVEL: re-exported)
     MIN_STD_LEVEL,
     SCHEDULE_KINDS,
