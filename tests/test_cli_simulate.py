@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from serialrepro.cli import main
 
@@ -100,6 +101,13 @@ BAD = [
     (["--sigmas", "a:b:c"], "is invalid"),
     (["--grid", "paper:0.04", "--backend", "fft"], "FFT backend needs a torus grid"),
     (["--grid", "torus:512", "--backend", "dense"], "dense kernel needs about"),
+    (["--sigmas", "spiral:0.01:0.05:3"], "'spiral' is not a schedule shape"),
+    (["--sigmas", "equal-complexity:0.02:3"], "is equal-complexity:START:END:T"),
+    (["--sigmas", "equal-complexity:0.02:0.1:x"], "needs numbers and an integer T"),
+    (["--sigmas", "equal-complexity:0.02:0.1:0"], "T=0 must be ≥ 1"),
+    (["--sigmas", "equal-complexity:0.1:0.02:3"], "levels must not decrease"),
+    (["--sigmas", "equal-complexity:0.02:0.1:1"], "at T=1 has one level"),
+    (["--sigmas", "geometric:0:0.1:3"], "a geometric schedule needs start, end > 0"),
 ]
 
 
@@ -160,3 +168,58 @@ def test_threads_option_and_default(capsys, monkeypatch):
         assert code == 0 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+EQ = ["--prior", "three-modes", "--grid", "paper:0.1"]
+
+
+def test_a_named_shape_runs_and_prints_the_levels_it_used(capsys, monkeypatch):
+    """``--sigmas equal-complexity:A:B:T`` is solved for this prior, grid and family; its
+    printed levels, run as a comma list, give exactly the same scores."""
+    from serialrepro.grid import KernelSchedule, forward_marginals, make_prior, parse_grid
+
+    code, out, err = run_cli(["simulate", *EQ, "--sigmas", "equal-complexity:0.02:0.1:4",
+                              "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    shaped = json.loads(out)
+    levels = shaped["sigmas"]
+    assert shaped["schedule"] == "equal-complexity 0.02→0.1" and len(levels) == 4
+    assert levels[0] == 0.02 and levels[-1] == 0.1
+    space = parse_grid("paper:0.1")
+    q = forward_marginals(make_prior("three-modes", space),
+                          KernelSchedule(space, "gaussian", levels))
+    kls = [float((q[t] * torch.log2((q[t] + 2.2e-16) / (q[t + 1] + 2.2e-16))).sum())
+           for t in range(1, 4)]
+    assert max(kls) - min(kls) < 1e-6 * max(kls), kls
+    code, out, err = run_cli(["simulate", *EQ, "--sigmas", "equal-complexity:0.02:0.1:4"],
+                             capsys, monkeypatch)
+    assert code == 0, err
+    (line,) = [x for x in out.splitlines() if x.startswith("levels (equal-complexity")]
+    printed = line.split(": ", 1)[1]
+    assert [float(v) for v in printed.split(",")] == levels
+    code, out, err = run_cli(["simulate", *EQ, "--sigmas", printed, "--json"],
+                             capsys, monkeypatch)
+    assert code == 0, err
+    listed = json.loads(out)
+    for key in ("kl_bits", "jsd_bits", "complexity_bits", "stationarity", "sigmas",
+                "conditional_entropy_bits", "mutual_information_bits"):
+        assert listed[key] == shaped[key], key  # exactly
+    assert "schedule" not in listed
+    # the same levels as the builder's own command under ends:A:B
+    code, out, err = run_cli(["schedule", "equal-complexity", *EQ, "--T", "4", "--constraint",
+                              "ends:0.02:0.1"], capsys, monkeypatch)
+    assert code == 0, err
+    assert [float(v) for v in out.strip().split(",")] == levels
+    # other shapes by name: geometric:A:B:T is the registry's geometric spacing
+    code, out, _ = run_cli(["simulate", *EQ, "--sigmas", "geometric:0.02:0.08:3", "--json"],
+                           capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["sigmas"] == pytest.approx([0.02, 0.04, 0.08])
+
+
+def test_console_script_refuses_a_bad_shape_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "serialrepro", "simulate", "--sigmas",
+                           "equal-complexity:0.05:0.01:4"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: the equal-complexity schedule 0.05→0.01")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -306,7 +306,8 @@ def test_list_shows_experiments_families_priors_and_schedules():
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0, result.output
     for name in (*reproduce_names(), *family_names(GRID), "swiss-roll", "three-modes", "image:PATH",
-                 "linear", "geometric", "cosine", "constant", "paper:H", "torus:N"):
+                 "linear", "geometric", "cosine", "constant", "equal-complexity", "paper:H",
+                 "torus:N"):
         assert name in result.output, name
     assert "  7 cells (7 quick)  Figure 3" in result.output
 
@@ -335,3 +336,82 @@ def test_multi_experiment_file_errors_name_the_experiment(tmp_path):
     path.write_text(yaml.safe_dump({"experiments": [config(), {**config(), "nme": "x"}]}))
     with pytest.raises(UserInputError, match=r"\(experiments\.1\): nme: unknown key"):
         load_configs(path)
+
+
+# -- a schedule shape solved per cell: equal-complexity ---------------------------------
+
+EQUAL = {"kind": "equal-complexity", "start": 0.02, "end": 0.1}
+
+
+def test_an_equal_complexity_sweep_runs_with_equal_step_kls(tmp_path):
+    """``schedule: {kind: equal-complexity, …}`` through ``serialrepro run``: each cell's
+    levels are solved for its prior, grid and family, and its KL(q_t‖q_(t+1)) are equal."""
+    import pandas as pd
+
+    from serialrepro.grid import KernelSchedule, forward_marginals, make_prior, parse_grid
+
+    cfg = tmp_path / "eq.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "eq", "sweeps": [{
+        "grid": "torus:16", "prior": ["swiss-roll", "three-modes"], "T": [2, 4],
+        "schedule": [EQUAL, dict(EQUAL, kind="linear")]}]}, allow_unicode=True))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "serialrepro", "run", str(cfg), "--out",
+                           str(out), "--no-progress"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "scores.csv")
+    eq = table[table["schedule"] == "equal-complexity 0.02→0.1"]
+    assert sorted(zip(eq["prior"], eq["T"], strict=True)) == [("swiss-roll", 2), ("swiss-roll", 4),
+                                                 ("three-modes", 2), ("three-modes", 4)]
+    space = parse_grid("torus:16")
+    seen = {}
+    for prior, T, key in zip(eq["prior"], eq["T"], eq["cell"], strict=True):
+        levels = json.loads((out / "cells" / f"{key}.json").read_text())["spec"]["sigmas"]
+        assert len(levels) == T and levels[0] == 0.02 and levels[-1] == 0.1
+        q = forward_marginals(make_prior(prior, space), KernelSchedule(space, "gaussian", levels))
+        kls = [float((q[t] * torch.log2((q[t] + 2.2e-16) / (q[t + 1] + 2.2e-16))).sum())
+               for t in range(1, T)]
+        assert max(kls) - min(kls) < 1e-6 * max(kls), (prior, T, kls)
+        seen[(prior, T)] = levels
+    # solved per prior, and not the linear levels
+    assert seen[("swiss-roll", 4)] != seen[("three-modes", 4)]
+    lin = table[(table["schedule"] == "linear 0.02→0.1") & (table["T"] == 4)]
+    assert not set(lin["cell"]) & {k for k, T in zip(eq["cell"], eq["T"], strict=True) if T == 4}
+
+
+def test_equal_complexity_is_solved_once_per_condition(monkeypatch):
+    """Steps, seeds and experiments share a condition's levels: the resolver runs once per
+    (prior, grid, family, T, start, end)."""
+    from serialrepro.schedules import SCHEDULE_RESOLVERS, _context_levels
+
+    calls = []
+
+    def fake(T, p, ctx):
+        calls.append((T, ctx.prior, ctx.grid, ctx.family))
+        return [p["start"] + (p["end"] - p["start"]) * (i / (T - 1)) ** 2 for i in range(T)]
+
+    _context_levels.cache_clear()
+    monkeypatch.setitem(SCHEDULE_RESOLVERS, "equal-complexity", fake)
+    try:
+        cfg = parse_config(config(T=[3, 5], schedule=EQUAL, step=["serial", "ancestral"],
+                                  seed=[0, 1], noise=["gaussian", "laplace"]))
+        cells = expand(cfg)
+        expand(cfg)
+        assert len(cells) == 2 * 2 * 2 * 2 and len(calls) == 2 * 2
+        assert {c[3] for c in calls} == {"gaussian", "laplace"}
+        assert {c[2] for c in calls} == {"paper:0.04"}
+        assert cells[1].sigmas == pytest.approx([0.02, 0.025, 0.04, 0.065, 0.1])
+        assert cells[0].schedule == "equal-complexity 0.02→0.1"
+    finally:
+        _context_levels.cache_clear()
+
+
+def test_equal_complexity_config_errors():
+    msg = error_of(config(schedule=dict(EQUAL, total_variance=0.01)))
+    assert "total_variance and match_std do not apply" in msg
+    msg = error_of(config(schedule={"kind": "equal-complexity", "start": 0.02}))
+    assert "needs 'start' and 'end'" in msg
+    msg = error_of(config(T=1, schedule=EQUAL))
+    assert "at T=1 has one level" in msg and "sweeps.0" in msg
+    msg = error_of(config(schedule=dict(EQUAL, start=0.2)))
+    assert "levels must not decrease" in msg

@@ -144,7 +144,7 @@ def list_command() -> None:
     typer.echo("   image:PATH     a greyscale image file, brightness is mass")
     typer.echo("schedules (schedule: {kind: ...}; options total_variance, match_std):")
     for name, text in SCHEDULE_KINDS.items():
-        typer.echo(f"   {name:13s} {text}")
+        typer.echo(f"   {name:16s} {text}")
     from serialrepro.experiments.verdicts import DEFAULT_VERDICT, VERDICTS
 
     typer.echo("verdicts (verdict:, for plot:; reference: golden or {experiment: NAME}):")

@@ -53,6 +53,7 @@ from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.experiments.golden import FIG3_GOLDEN, GOLDEN_CONDITIONS
 from serialrepro.families import get_family
 from serialrepro.grid.kernels import check_dense_fits, check_schedule, resolve_backend
+from serialrepro.grid.optimize import equal_complexity_shape  # noqa: F401 (its resolver)
 from serialrepro.grid.priors import PRIORS
 from serialrepro.grid.process import STEPS
 from serialrepro.grid.space import parse_grid
@@ -60,7 +61,9 @@ from serialrepro.schedules import (  # noqa: F401 (MIN_STD_LEVEL: re-exported)
     MIN_STD_LEVEL,
     SCHEDULE_KINDS,
     Schedule,
+    ScheduleContext,
     check_representable,
+    needs_context,
 )
 
 #: bump when the meaning of a stored cell result changes (it is part of every cell key)
@@ -261,6 +264,9 @@ class ScheduleSpec(StrictModel):
                 raise ValueError(f"a {self.kind} schedule needs 'start' and 'end'")
             if self.value is not None:
                 raise ValueError(f"a {self.kind} schedule takes 'start'/'end', not 'value'")
+        if needs_context(self.kind) and (self.total_variance is not None or self.match_std):
+            raise ValueError(f"a {self.kind} schedule is solved for each family's own levels: "
+                             "total_variance and match_std do not apply to it")
         return self
 
     def count(self) -> int:
@@ -576,10 +582,15 @@ def expand(config: ExperimentConfig, quick: bool = False) -> list[Cell]:
             try:
                 space = parse_grid(grid)
                 fam = get_family(noise)
-                levels = check_representable(fam, check_schedule(fam, sched.levels(T, fam.name)))
                 backend = resolve_backend(space, config.backend)
                 if backend == "dense":
                     check_dense_fits(space)  # a grid too large for memory fails now
+                # a shape that needs them (equal-complexity) is solved for this prior, grid
+                # and family, once per condition (schedules.py caches it)
+                context = ScheduleContext(prior=prior, grid=space.label, family=fam.name,
+                                          backend=backend)
+                levels = check_representable(
+                    fam, check_schedule(fam, sched.levels(T, fam.name, context)))
             except UserInputError as exc:
                 raise UserInputError(
                     f"{config.name}: sweeps.{i} ({noise}, {sched.label}, T={T}, {grid}): {exc}"

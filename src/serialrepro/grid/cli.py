@@ -12,6 +12,49 @@ from serialrepro.errors import UserInputError
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
+SIGMAS_USAGE = "use A:B:T (e.g. 0.01:0.05:12), SHAPE:A:B:T (e.g. equal-complexity:0.01:0.05:6) " \
+    "or a comma list"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def shape_spec(spec: str) -> tuple[str, dict[str, float], int] | None:
+    """(shape, parameters, T) of a ``SHAPE:P1:…:T`` spec of ``--sigmas`` (a shape of
+    :data:`serialrepro.schedules.SCHEDULE_SHAPES`, its parameters in order, then T);
+    None for ``A:B:T`` and comma lists. Malformed specs are one-line errors."""
+    from serialrepro.schedules import SCHEDULE_SHAPES
+
+    text = str(spec).strip()
+    parts = text.split(":")
+    if len(parts) < 2 or _is_number(parts[0]):
+        return None
+    name = parts[0]
+    if name not in SCHEDULE_SHAPES:
+        raise UserInputError(f"--sigmas {spec!r} is invalid: {name!r} is not a schedule shape "
+                             f"(shapes: {', '.join(SCHEDULE_SHAPES)}); {SIGMAS_USAGE}")
+    params = SCHEDULE_SHAPES[name].params
+    form = ":".join([name, *(p.upper() for p in params), "T"])
+    if len(parts) != len(params) + 2:
+        raise UserInputError(f"--sigmas {spec!r} is invalid; the {name} schedule is {form}")
+    try:
+        values = [float(v) for v in parts[1:-1]]
+        T = int(parts[-1])
+    except ValueError:
+        raise UserInputError(f"--sigmas {spec!r} is invalid; {form} needs numbers and an "
+                             "integer T") from None
+    if not all(math.isfinite(v) for v in values):
+        raise UserInputError(f"--sigmas {spec!r}: the parameters must be finite numbers")
+    if T < 1:
+        raise UserInputError(f"--sigmas {spec!r}: the number of steps T={T} must be ≥ 1")
+    return name, dict(zip(params, values, strict=True)), T
+
+
 def sigma_count(spec: str) -> int:
     """The number of levels T that ``--sigmas`` asks for, without building them (so a
     huge T is refused by the cost check before a list of T floats exists); 0 when the
@@ -19,6 +62,12 @@ def sigma_count(spec: str) -> int:
     text = str(spec).strip()
     if ":" in text:
         parts = text.split(":")
+        if parts and not _is_number(parts[0]):
+            try:
+                named = shape_spec(text)
+            except UserInputError:
+                return 0
+            return named[2] if named else 0
         try:
             return int(parts[2]) if len(parts) == 3 else 0
         except ValueError:
@@ -26,16 +75,26 @@ def sigma_count(spec: str) -> int:
     return sum(1 for v in text.split(",") if v.strip())
 
 
-def parse_sigmas(spec: str) -> list[float]:
-    """``A:B:T`` (T values linearly spaced from A to B) or a comma list of levels."""
+def parse_sigmas(spec: str, context=None) -> list[float]:
+    """``A:B:T`` (T values linearly spaced from A to B), ``SHAPE:A:B:T`` (a registered
+    schedule shape, e.g. ``geometric`` or ``equal-complexity``; ``constant:V:T``) or a
+    comma list of levels. ``context`` (a :class:`~serialrepro.schedules.ScheduleContext`)
+    is what a shape that needs one (equal-complexity) is solved for."""
     text = str(spec).strip()
     if not text:
         raise UserInputError("--sigmas is empty; use A:B:T (e.g. 0.01:0.05:12) or a comma list")
+    named = shape_spec(text) if ":" in text else None
+    if named is not None:
+        from serialrepro.schedules import needs_context, schedule_shape
+
+        name, params, T = named
+        if needs_context(name):
+            import serialrepro.grid.optimize  # noqa: F401 (registers the resolver)
+        return schedule_shape(name, T, context=context, **params)
     if ":" in text:
         parts = text.split(":")
         if len(parts) != 3:
-            raise UserInputError(
-                f"--sigmas {spec!r} is invalid; use A:B:T (e.g. 0.01:0.05:12) or a comma list")
+            raise UserInputError(f"--sigmas {spec!r} is invalid; {SIGMAS_USAGE}")
         try:
             a, b = float(parts[0]), float(parts[1])
             T = int(parts[2])
@@ -90,9 +149,12 @@ def simulate_command(
     noise: str = typer.Option("gaussian", "--noise", "--family", metavar="FAMILY",
                               help="noise family of the forward kernels (list: `serialrepro "
                               "families`; --family is an alias)"),
-    sigmas: str = typer.Option("0.01:0.05:12", "--sigmas", metavar="A:B:T|LIST",
+    sigmas: str = typer.Option("0.01:0.05:12", "--sigmas", metavar="A:B:T|SHAPE:A:B:T|LIST",
                                help="noise levels: A:B:T (T levels linearly spaced from A to "
-                               "B) or a comma list such as 0.02,0.04,0.08"),
+                               "B), SHAPE:A:B:T (a schedule shape of `serialrepro list`: "
+                               "linear, geometric, cosine, equal-complexity (KL(q_t || "
+                               "q_(t+1)) equal at every step, solved for this prior, grid and "
+                               "family); constant:V:T) or a comma list such as 0.02,0.04,0.08"),
     grid: str = typer.Option("paper:0.04", "--grid", metavar="paper:H|torus:N",
                              help="paper:H (the authors' grid, spacing H, both endpoints) or "
                              "torus:N (N points per axis, FFT-ready)"),
@@ -113,7 +175,8 @@ def simulate_command(
                              "trajectories fit in 256 MiB, else final), none, final (t = 0 "
                              "and T), every:K, all; --figure needs all or auto"),
 ) -> None:
-    """Run the exact optimal-diffusion simulation of the paper and print its scores."""
+    """Run the exact optimal-diffusion simulation of the paper and print its scores (and the
+    levels a SHAPE:A:B:T schedule gave)."""
     from serialrepro.atomic import dumps_strict
     from serialrepro.budget import check_memory
     from serialrepro.devices import resolve_device
@@ -122,7 +185,7 @@ def simulate_command(
     from serialrepro.grid.priors import make_prior
     from serialrepro.grid.process import check_keep, get_step, simulate, simulation_bytes
     from serialrepro.grid.space import parse_grid
-    from serialrepro.schedules import check_representable
+    from serialrepro.schedules import ScheduleContext, check_representable
 
     # Validate everything, and check the cost by arithmetic, before any work: the levels
     # and the prior are built only once the whole simulation is known to fit.
@@ -142,12 +205,21 @@ def simulate_command(
                      simulation_bytes(space, T, keep, backend) + 64 * T,
                      "use a coarser grid (larger paper:H, smaller torus:N), fewer levels in "
                      "--sigmas or --keep final")
-    levels = check_representable(family, parse_sigmas(sigmas))
+    named = shape_spec(sigmas)
+    context = ScheduleContext(prior=prior, grid=grid, family=family.name, dims=dims,
+                              backend=used_backend, device=device)
+    levels = check_representable(family, parse_sigmas(sigmas, context))
     dev = resolve_device(device)
     data = make_prior(prior, space).to(dev)
     result = simulate(data, family, levels, space, step=step, backend=backend, keep=keep)
     out = result.scores()
     out["prior"] = prior
+    shape_label = None
+    if named is not None:
+        from serialrepro.schedules import Schedule
+
+        shape_label = Schedule(named[0], **named[1]).label
+        out["schedule"] = shape_label
     if figure is not None:
         from serialrepro.grid.plots import plot_process
 
@@ -170,6 +242,9 @@ def simulate_command(
     table.add_row(fmt(result.kl_bits), fmt(result.jsd_bits), fmt(result.complexity_bits),
                   fmt(result.stationarity), f"{result.seconds:.3f}")
     Console().print(table)
+    if shape_label is not None:
+        # repr: `simulate --sigmas <this list>` runs exactly these levels
+        typer.echo(f"levels ({shape_label}): " + ",".join(repr(float(v)) for v in levels))
     if figure is not None:
         typer.echo(f"figure written to {figure}")
 

@@ -46,6 +46,7 @@ from serialrepro.grid import scores
 from serialrepro.grid.kernels import KernelSchedule, make_kernel
 from serialrepro.grid.priors import limit_distribution
 from serialrepro.grid.space import GridSpace
+from serialrepro.schedules import ScheduleContext, register_resolver
 
 CONSTRAINTS = {
     "ends": "ends:A:B — first level A, last level B",
@@ -510,6 +511,31 @@ def equal_complexity_levels(problem: Problem) -> list[float]:
     elif con.kind == "max-level":
         levels[-1] = min(levels[-1], con.values[0])
     return levels
+
+
+@register_resolver("equal-complexity")
+def equal_complexity_shape(T: int, params: dict[str, float],
+                           context: ScheduleContext) -> list[float]:
+    """The ``equal-complexity`` schedule shape of :mod:`serialrepro.schedules`:
+    :func:`equal_complexity_levels` under ``ends:start:end`` for the context's prior, grid
+    (and dims) and family, with its kernel backend on its device."""
+    from serialrepro.devices import resolve_device
+    from serialrepro.grid.priors import make_prior
+    from serialrepro.grid.space import parse_grid
+
+    a, b = float(params["start"]), float(params["end"])
+    label = f"the equal-complexity schedule {a:g}→{b:g}"
+    if T == 1 and a != b:
+        raise UserInputError(f"{label} at T=1 has one level, which cannot be both start={a:g} "
+                             f"and end={b:g}; give start = end")
+    fam = get_family(context.family)
+    space = parse_grid(context.grid, context.dims)
+    try:
+        con = parse_constraint(f"ends:{a!r}:{b!r}", fam, T)
+    except UserInputError as exc:
+        raise UserInputError(f"{label}: {exc}") from None
+    data = make_prior(context.prior, space).to(resolve_device(context.device))
+    return equal_complexity_levels(Problem(data, fam, space, T, con, backend=context.backend))
 
 
 # -- the optimiser ----------------------------------------------------------------------
