@@ -133,3 +133,19 @@ def test_bad_k(process):
         transfer.select_timesteps("nope", process, 5)
     with pytest.raises(UserInputError):
         transfer.select_timesteps("grid-optimal", process, 5, [0.1] * 4)
+
+
+def test_mapping_coordinate_is_minus_log_alpha_bar(process):
+    # independent of the module: u_t = Σ_{s≤t} −log(1 − β_s) from the betas, in numpy
+    import numpy as np
+
+    betas = process.betas.numpy()
+    u = np.cumsum(-np.log1p(-betas))
+    assert np.allclose(transfer.added_variance(process).numpy(), u, rtol=1e-12)
+    levels = [0.01, 0.02, 0.03, 0.04, 0.05]
+    c = np.cumsum(np.square(levels)) / np.sum(np.square(levels))
+    want = [int(np.abs(u - cj * u[-1]).argmin()) for cj in c[::-1]]
+    got = transfer.timesteps_from_levels(process, levels)
+    assert all(abs(g - w) <= 1 for g, w in zip(got, want, strict=True))
+    # for the linear schedule, the first kept step sits where Σβ reaches 1/55 of its total
+    assert 100 < got[-1] < 160
