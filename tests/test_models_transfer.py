@@ -149,3 +149,19 @@ def test_mapping_coordinate_is_minus_log_alpha_bar(process):
     assert all(abs(g - w) <= 1 for g, w in zip(got, want, strict=True))
     # for the linear schedule, the first kept step sits where Σβ reaches 1/55 of its total
     assert 100 < got[-1] < 160
+
+
+def test_grid_levels_use_the_experiments_constraints():
+    from serialrepro.experiments.optimal import constraint_spec
+    from serialrepro.grid.priors import make_prior
+    from serialrepro.grid.space import parse_grid
+
+    space = parse_grid("paper:0.04", 2)
+    data = make_prior("swiss-roll", space)
+    for kind in ("final-kl", "ends"):
+        res = transfer.grid_levels("equal-complexity", 3, constraint=kind)
+        assert res["constraint"] == constraint_spec(kind, "gaussian", data, space)
+        assert len(res["sigmas"]) == 3
+        assert all(a < b for a, b in zip(res["sigmas"], res["sigmas"][1:], strict=False))
+    with pytest.raises(UserInputError):
+        transfer.grid_levels("linear", 3)

@@ -157,23 +157,34 @@ def grid_levels(kind: str, k: int, grid: str = "paper:0.04", prior: str = "swiss
                 noise: str = "gaussian", constraint: str = "final-kl",
                 step: str = "serial") -> dict:
     """The grid engine's ``kind`` schedule ("grid-optimal" or "equal-complexity") for k steps
-    under ``constraint`` (a kind, resolved as the optimal-schedule experiment does, or a full
-    spec such as ``final-kl:0.8``); returns {"sigmas", "kl_bits", "constraint"}."""
-    from serialrepro.experiments.optimal import constraint_spec
+    under ``constraint``: ``final-kl`` (KL(q_k‖p_F) = half of KL(data‖p_F), as the
+    optimal-schedule experiment sets it), ``ends`` (the family's paper ends) or a full spec
+    such as ``final-kl:0.8``; returns {"sigmas", "kl_bits", "constraint"}."""
     from serialrepro.families import get_family
+    from serialrepro.grid import scores
     from serialrepro.grid.optimize import (
         Problem,
         equal_complexity_levels,
         optimize_schedule,
+        paper_ends,
         parse_constraint,
         schedule_scores,
     )
-    from serialrepro.grid.priors import make_prior
+    from serialrepro.grid.priors import limit_distribution, make_prior
     from serialrepro.grid.space import parse_grid
 
     space = parse_grid(grid, 2)
     data = make_prior(prior, space)
-    spec = constraint if ":" in constraint else constraint_spec(constraint, noise, data, space)
+    if ":" in constraint:
+        spec = constraint
+    elif constraint == "final-kl":
+        start = limit_distribution(noise, space).to(data)
+        spec = f"final-kl:{0.5 * float(scores.kl_bits(data, start, space.dims))!r}"
+    elif constraint == "ends":
+        a, b = paper_ends(noise)
+        spec = f"ends:{a!r}:{b!r}"
+    else:
+        raise unknown_name("constraint", constraint, ("final-kl", "ends", "a full spec"))
     pb = Problem(data, get_family(noise), space, int(k), parse_constraint(spec, noise, int(k)),
                  step=step)
     if kind == "grid-optimal":
