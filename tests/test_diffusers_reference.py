@@ -43,7 +43,7 @@ def test_strided_ddpm_loop_matches_diffusers(schedule, stride):
     """Respacing recomputes betas for the jumps, as diffusers' step does: same samples."""
     torch.manual_seed(0)
     net = make_denoiser("mlp", (1, 4, 4), hidden=32, depth=1).eval()
-    proc = Diffusion.create("gaussian", schedule, 1000, clip_sample=1.0).respace(stride)
+    proc = Diffusion.create("gaussian", schedule, 1000, clip_sample=True).respace(stride)
     x = torch.randn(16, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     ours = ddpm_sampler(net, x, proc, torch.Generator().manual_seed(2)).samples
 

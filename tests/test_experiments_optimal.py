@@ -66,3 +66,13 @@ def test_small_run_resumes_and_writes_results(tmp_path):
     assert (tmp_path / "rows.csv").is_file() and (tmp_path / "verdicts.json").is_file()
     assert (tmp_path / "optimal-schedules-swiss-roll.png").stat().st_size > 1000
     assert set(v["more_steps"]) == {"ends", "total-variance"}
+
+
+def test_the_summary_reads_as_sentences_with_absolute_excess(tmp_path):
+    """Each constraint is its own sentence; a near-zero optimum's relative excess is not
+    printed as an absurd factor, and the absolute excess in bits is given."""
+    from serialrepro.experiments.optimal import _excess
+
+    assert _excess(8.8e11, 0.01) == "over 1000x the optimum's kl, +0.01 bits"
+    assert _excess(0.25, 0.1) == "25.0%, +0.1 bits"
+    assert _excess(None) == "n/a"

@@ -78,3 +78,28 @@ def test_pool_workers_die_with_a_killed_driver(tmp_path):
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_the_progress_bar_names_a_cell_of_every_shipped_kind():
+    """The progress text works for every kind's cells (an optimal-schedules cell has no
+    noise or step field), and a cell without a description is named by its key."""
+    from dataclasses import dataclass
+
+    from serialrepro.experiments.catalog import shipped_config, shipped_names
+    from serialrepro.experiments.kinds import get_kind
+    from serialrepro.experiments.runner import _cell_text
+
+    seen = set()
+    for name in shipped_names():
+        config = shipped_config(name)
+        cell = get_kind(config.kind).expand(config, True)[0]
+        text = _cell_text(cell)
+        assert text.startswith(f"{config.name}: "), text
+        seen.add(config.kind)
+    assert {"grid-sweep", "optimal-schedules"} <= seen
+
+    @dataclass(frozen=True)
+    class Bare:
+        key: str
+
+    assert _cell_text(Bare("toy-1")) == "toy-1"

@@ -61,7 +61,7 @@ def test_identity_at_clean_level_and_t0(name, digits):
                                atol=1e-6, rtol=0)
     # t = 0 (ᾱ_0 = 1 − 1e-4): VP adds √1e-4 = 0.01 std noise; fade/mask change ~1e-4 of the
     # coordinates; blur is a 1e-4-level blur plus 1e-4 jitter (documented in noise.py)
-    xt = proc.add_noise(x0, torch.zeros(200, dtype=torch.long), g)
+    xt = proc.add_noise_from(x0, torch.zeros(200, dtype=torch.long), g)
     dev = (xt - x0).abs()
     assert dev.mean() < 0.02
     assert (dev > 0.1).float().mean() < 5e-3
@@ -76,7 +76,7 @@ def test_t_equal_T_matches_the_limit_distribution(name, digits):
     n = 300
     x0 = digits[:n]
     g = torch.Generator().manual_seed(1)
-    xT = proc.add_noise(x0, torch.full((n,), 999), g)
+    xT = proc.add_noise_from(x0, torch.full((n,), 999), g)
     limit = proc.family.limit_sample(x0.shape, g, x0.dtype)
     if name == "mask":  # point-mass limit: every coordinate hidden up to ᾱ_T ≈ 4e-5
         assert (xT == 0).float().mean() > 0.999
@@ -94,9 +94,9 @@ def test_shapes_dtypes_and_determinism(name, dtype, digits):
     proc = _process(name, digits)
     x0 = digits[:5].to(dtype)
     t = torch.tensor([0, 10, 100, 500, 999])
-    a = proc.add_noise(x0, t, torch.Generator().manual_seed(3))
-    b = proc.add_noise(x0, t, torch.Generator().manual_seed(3))
-    c = proc.add_noise(x0, t, torch.Generator().manual_seed(4))
+    a = proc.add_noise_from(x0, t, torch.Generator().manual_seed(3))
+    b = proc.add_noise_from(x0, t, torch.Generator().manual_seed(3))
+    c = proc.add_noise_from(x0, t, torch.Generator().manual_seed(4))
     assert a.shape == x0.shape and a.dtype == dtype
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     if name != "mask":
@@ -119,9 +119,9 @@ def test_vector_families_work_on_2d_points_and_blur_refuses():
     for name in FAMILIES:
         if name == "blur":
             with pytest.raises(UserInputError, match="images"):
-                Diffusion.create(name).add_noise(x0, 5)
+                Diffusion.create(name).add_noise_from(x0, 5)
         else:
-            assert Diffusion.create(name).add_noise(x0, 5).shape == (10, 2)
+            assert Diffusion.create(name).add_noise_from(x0, 5).shape == (10, 2)
 
 
 def test_blur_is_the_heat_equation():

@@ -56,8 +56,9 @@ def closed_form(process: Diffusion, kind: str, m: float = 0.0, v: float = 1.0):
     ``network-serial``, ``ddpm`` (module docstring)."""
     for t in sorted(process.timesteps.tolist(), reverse=True):
         i = int(process.index_of(t))
-        b, a = float(process.betas[i]), float(process.alphas[i])
-        ab, abp = float(process.alphas_cumprod[i]), float(process.alphas_cumprod_prev[i])
+        b, a = float(process.schedule.betas[i]), float(process.schedule.alphas[i])
+        ab = float(process.schedule.alphas_cumprod[i])
+        abp = float(process.schedule.alphas_cumprod_prev[i])
         vt, vp = ab * S0SQ + 1 - ab, abp * S0SQ + 1 - abp
         big_a = math.sqrt(abp) * b / (1 - ab)  # DDPM eq. 7: the coefficient of x0 in μ̃
         big_b = math.sqrt(a) * (1 - abp) / (1 - ab)
@@ -150,7 +151,8 @@ def test_perceive_is_one_forward_step_of_the_family(family):
     recon = NetworkReconstructor(lambda x, t: x, process)
     t = 500
     i = int(process.index_of(t))
-    abp, ab = float(process.alphas_cumprod_prev[i]), float(process.alphas_cumprod[i])
+    abp = float(process.schedule.alphas_cumprod_prev[i])
+    ab = float(process.schedule.alphas_cumprod[i])
     gen = torch.Generator().manual_seed(0)
     x0 = torch.ones(N, 4, dtype=torch.float64)
     noise = process.family.sample_noise(x0.shape, gen, x0.dtype)

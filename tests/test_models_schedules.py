@@ -102,7 +102,8 @@ def test_add_noise_is_ddpm_eq4():
     # the generator form draws exactly that noise
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     noise = torch.randn(x0.shape, generator=g1, dtype=x0.dtype)
-    torch.testing.assert_close(proc.add_noise(x0, t, g2), proc.q_sample(x0, t, noise))
+    torch.testing.assert_close(proc.add_noise_from(x0, t, g2), proc.q_sample(x0, t, noise))
+    torch.testing.assert_close(proc.add_noise(x0, noise, t), proc.q_sample(x0, t, noise))
 
 
 @pytest.mark.parametrize("schedule,stride", [("linear", 1), ("cosine", 1), ("linear", 7)])
@@ -151,17 +152,20 @@ def test_ddim_eta_one_equals_the_ddpm_step():
 def test_bad_names_list_valid_choices():
     with pytest.raises(UserInputError, match="cosine, linear"):
         make_schedule("quadratic")
-    with pytest.raises(UserInputError, match="eps, x0"):
+    with pytest.raises(UserInputError, match="epsilon, sample, v_prediction"):
         Diffusion.create("gaussian", prediction_type="v")
     with pytest.raises(UserInputError, match="variance-preserving"):
-        Diffusion.create("mask", prediction_type="eps")
+        Diffusion.create("mask", prediction_type="epsilon")
     with pytest.raises(UserInputError, match="1..1000"):
         make_schedule("linear").respace(0)
     with pytest.raises(UserInputError, match="unknown respacing 'lazy'; valid choices: naive, "
                                              "recompute"):
         Diffusion.create("gaussian").respace(2, "lazy")
     with pytest.raises(UserInputError, match="not one of"):
-        Diffusion.create("gaussian").respace(3).add_noise(torch.zeros(1, 2), 1)
+        Diffusion.create("gaussian").respace(3).step(torch.zeros(1, 2), 1, torch.zeros(1, 2))
+    with pytest.raises(UserInputError, match="outside 0..999"):
+        Diffusion.create("gaussian").respace(3).add_noise(torch.zeros(1, 2), torch.zeros(1, 2),
+                                                          1000)
 
 
 def test_linear_schedule_refuses_t_where_beta_reaches_one():

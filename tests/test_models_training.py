@@ -84,12 +84,12 @@ def test_cold_step_equals_ddim_eta0_for_vp_families():
 
 def test_reproduction_step_renoises_with_the_family():
     """x_{t−1} = D(x̂_0, t−1; fresh noise): for gaussian √ᾱ_prev x̂_0 + √(1−ᾱ_prev) z."""
-    proc = Diffusion.create("gaussian", "linear", 1000, prediction_type="x0").respace(10)
+    proc = Diffusion.create("gaussian", "linear", 1000, prediction_type="sample").respace(10)
     x0 = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     xt = torch.randn(4, 5, dtype=torch.float64)
     out, x0hat = proc.reproduction_step(x0, 500, xt, torch.Generator().manual_seed(7))
     z = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
-    ac_prev = proc.alphas_cumprod[proc.index_of(490)]
+    ac_prev = proc.alphas_cumprod[490]  # the training table, as diffusers
     torch.testing.assert_close(out, ac_prev.sqrt() * x0 + (1 - ac_prev).sqrt() * z)
     assert torch.equal(x0hat, x0)
     last, _ = proc.reproduction_step(x0, 0, xt, torch.Generator().manual_seed(7))

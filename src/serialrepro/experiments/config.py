@@ -461,6 +461,11 @@ class Cell:
     #: sha256 of an image prior's file, so an edited image is not served from the cache
     prior_digest: str = ""
 
+    @property
+    def description(self) -> str:
+        """The cell as the progress bar names it."""
+        return f"{self.experiment}: {self.noise}, {self.step}, T={self.T}, {self.grid}"
+
     def compute_spec(self) -> dict:
         """The fields the result depends on (the key is a hash of these)."""
         spec = {

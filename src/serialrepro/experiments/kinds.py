@@ -10,7 +10,8 @@ condition rather than one grid simulation, say) plugs in without touching it:
 1. write a module with the kind's functions and call :func:`register_kind` at its top
    level (``expand(config, quick) -> cells``; each cell has ``key`` (a file-name-safe
    str, a hash of everything the result depends on), ``keep`` (bool: store arrays too)
-   and ``experiment`` (the config's name); ``payload(cell) -> dict``, a plain dict that
+   and ``experiment`` (the config's name), and may have ``description`` (how the progress
+   bar names it; default: the key); ``payload(cell) -> dict``, a plain dict that
    travels to a worker; ``compute(payload, keep, threads) -> (record, arrays | None)``,
    a top-level (picklable) function whose record holds ``"key"`` and ``"seconds"``;
    ``row(cell, record) -> dict``, the table row, with ``experiment``, ``cell`` and

@@ -69,6 +69,12 @@ class OptimalCell:
     keep: bool = False
 
     @property
+    def description(self) -> str:
+        """The cell as the progress bar names it."""
+        return (f"{self.experiment}: {self.prior}, {self.family}, {self.constraint}, "
+                f"T={self.T}, {self.grid}")
+
+    @property
     def key(self) -> str:
         body = json.dumps(self.payload_fields(), sort_keys=True)
         digest = hashlib.sha256(body.encode()).hexdigest()[:12]
@@ -241,7 +247,7 @@ def verdicts(rows: list[dict]) -> dict:
     kinds = sorted({k[2] for k in opt}, key=lambda c: CONSTRAINT_KINDS.index(c)
                    if c in CONSTRAINT_KINDS else 99)
     for con in kinds:
-        excess, level_gap = [], []
+        excess, excess_bits, level_gap = [], [], []
         jumps, top = [], []
         for key, r in opt.items():
             if key[2] != con:
@@ -257,12 +263,14 @@ def verdicts(rows: list[dict]) -> dict:
             if e is None or key[3] < 3:  # T ≤ 2 under ends: both are [A, B]
                 continue
             excess.append((e["kl_bits"] - r["kl_bits"]) / max(r["kl_bits"], 1e-300))
+            excess_bits.append(e["kl_bits"] - r["kl_bits"])
             if not flat:
                 level_gap.append(max(abs(a - b) for a, b in zip(lv, e["sigmas"], strict=True))
                                  / span)
         out["equal_complexity"][con] = {
             "cells": len(excess),
             "median_kl_excess": _median(excess), "max_kl_excess": max(excess, default=None),
+            "median_kl_excess_bits": _median(excess_bits),
             "share_close": (sum(x <= CLOSE for x in excess) / len(excess)) if excess else None,
             "median_level_gap": _median(level_gap),
             "close": bool(excess) and _median(excess) <= CLOSE,
@@ -306,11 +314,14 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def _excess(x: float | None) -> str:
-    """A relative excess as a percentage, or as a factor when it is large."""
+def _excess(x: float | None, bits: float | None = None) -> str:
+    """A relative excess as a percentage (a factor when it is large, "over 1000x" when the
+    optimum's kl is near 0), with the absolute excess in bits when given."""
     if x is None:
         return "n/a"
-    return f"{100 * x:.1f}%" if x < 10 else f"{1 + x:.3g}x the optimum's kl"
+    rel = (f"{100 * x:.1f}%" if x < 10 else f"{1 + x:.3g}x the optimum's kl" if x < 1e3
+           else "over 1000x the optimum's kl")
+    return rel if bits is None else f"{rel}, +{bits:.3g} bits"
 
 
 def summary_lines(v: dict) -> list[str]:
@@ -319,8 +330,10 @@ def summary_lines(v: dict) -> list[str]:
         m = v["more_steps"][con]
         s = v["shape"][con]
         lines.append(
-            f"{con}: equal complexity is {'close to' if e['close'] else 'far from'} the optimum "
-            f"(median kl excess {_excess(e['median_kl_excess'])}, within {CLOSE:.0%} in "
+            f"Under {con}: equal complexity is {'close to' if e['close'] else 'far from'} the "
+            f"optimum (median kl excess "
+            f"{_excess(e['median_kl_excess'], e.get('median_kl_excess_bits'))}, within "
+            f"{CLOSE:.0%} in "
             f"{_pct(e['share_close'])} of {e['cells']} cells); more steps "
             f"{'help' if m['helps'] else 'do not help'} the optimum in "
             f"{_pct(m['share_helps'])} of prior/family pairs; optimum shape: median "
@@ -328,7 +341,7 @@ def summary_lines(v: dict) -> list[str]:
             f"{_pct(s['median_largest_jump'])} of the range"
             + (f"; the optimiser missed the global optimum (kl rises with T although "
                f"longer schedules contain shorter ones) for {', '.join(m['search_gaps'])}"
-               if m["search_gaps"] else ""))
+               if m["search_gaps"] else "") + ".")
     return lines
 
 
@@ -354,14 +367,19 @@ def plot_optima(rows: list[dict], path: str | Path, prior: str = "swiss-roll"):
     for i, fam in enumerate(fams):
         for j, con in enumerate(cons):
             ax = axes[i][j]
+            drawn = 0
             for k, T in enumerate(Ts):
                 r = next((r for r in opt if r["noise"] == fam and r["constraint"] == con
                           and r["T"] == T), None)
-                if r is None:
+                if r is None or not r.get("sigmas"):
                     continue
+                drawn += 1
                 t = [(s + 1) / T for s in range(T)]
                 ax.plot(t, r["sigmas"], marker=".", lw=1.2,
                         color=cmap(k / max(1, len(Ts) - 1)), label=f"T={T}")
+            if not drawn:
+                ax.text(0.5, 0.5, "no feasible schedule\n(see the table)", ha="center",
+                        va="center", fontsize=8, color="0.4", transform=ax.transAxes)
             ax.set_title(f"{fam} · {con}", fontsize=8)
             ax.ticklabel_format(axis="y", useOffset=False)
             ax.set_ylim(bottom=0)

@@ -86,9 +86,10 @@ def _judge(inp):
     v = optimal.verdicts(rows)
     helps = [c for c, m in v["more_steps"].items() if m["helps"]]
     close = [c for c, e in v["equal_complexity"].items() if e["close"]]
-    headline = (f"More steps help the optimum under {', '.join(helps) or 'no constraint'}; "
+    none = "none of the constraints"
+    headline = (f"More steps help the optimum under {', '.join(helps) or none}; "
                 f"equal complexity is within {optimal.CLOSE:.0%} of the optimum's kl under "
-                f"{', '.join(close) or 'no constraint'}.")
+                f"{', '.join(close) or none}.")
     text = " ".join(v["summary"])
     findings = {f"optima-{p}": text for p in sorted({r["prior"] for r in rows})}
     return verdicts.Verdict(headline, None, headline, findings)

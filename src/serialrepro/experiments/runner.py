@@ -269,8 +269,10 @@ def _dask_results(pending: Sequence[Cell], address: str, threads: int | None,
         client.close()
 
 
-def _cell_text(cell: Cell) -> str:
-    return f"{cell.experiment}: {cell.noise}, {cell.step}, T={cell.T}, {cell.grid}"
+def _cell_text(cell) -> str:
+    """What the progress bar says about a cell of any kind: its ``description`` when it
+    has one (see :mod:`serialrepro.experiments.kinds`), else its key."""
+    return getattr(cell, "description", None) or cell.key
 
 
 class _progress_bar:

@@ -18,8 +18,9 @@ DATASET_HELP = ("training data: swiss-roll, two-moons, eight-gaussians, checkerb
                 "toys), digits (8x8, ships with scikit-learn), mnist, fashion-mnist (need "
                 "--data-dir)")
 NOISE_HELP = ("noise family of the forward process: gaussian, laplace, uniform, student-t "
-              "(variance preserving: eps or x0 prediction), resample-uniform, mask, blur (images; "
-              "x0 prediction). --family is an alias. See `serialrepro families`")
+              "(variance preserving: epsilon, sample or v_prediction), resample-uniform, "
+              "mask, blur (images; sample prediction). --family is an alias. See "
+              "`serialrepro families`")
 SAMPLER_HELP = ("auto (ddpm for variance-preserving families, else x0-renoise), ddpm "
                 "(ancestral), ddim, x0-renoise (cold diffusion's Algorithm 1: predict x0, "
                 "re-noise it to t-1 -- a posterior-mean agent, not the paper's serial step; "
@@ -60,8 +61,10 @@ def train_cmd(
     timesteps: int = typer.Option(1000, "--timesteps", metavar="T",
                                   help="number of diffusion steps T"),
     prediction_type: str = typer.Option("auto", "--prediction-type", metavar="TYPE",
-                                        help="what the network predicts: eps, x0 or auto (eps "
-                                        "for variance-preserving families, else x0)"),
+                                        help="what the network predicts, as diffusers: epsilon, "
+                                        "sample (x0), v_prediction or auto (epsilon for "
+                                        "variance-preserving families, else sample); eps and "
+                                        "x0 are old names"),
     denoiser: str = typer.Option("auto", "--denoiser", metavar="NAME",
                                  help="network: mlp, unet or auto (mlp for points, unet for "
                                  "images)"),

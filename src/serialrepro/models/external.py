@@ -51,7 +51,7 @@ PIPELINE_INDEX = "model_index.json"
 #: weight files ``save_pretrained`` writes (safetensors by default, .bin on request)
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 #: diffusers' prediction types → ours (v is converted to ε by the adapter)
-PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "eps"}
+PREDICTION_TYPES = {"epsilon": "epsilon", "sample": "sample", "v_prediction": "epsilon"}
 #: the variance types whose DDPM step is ours (β̃_t, DDPM eq. 7)
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log")
 
@@ -162,7 +162,8 @@ def process_from_scheduler_config(config: dict, source: str = "scheduler config"
         raise refuse(f"clip_sample_range {clip!r} must be a finite number > 0")
     schedule = NoiseSchedule(f"diffusers:{config.get('beta_schedule', 'trained')}", betas,
                              torch.arange(T), T)
-    return Diffusion("gaussian", schedule, PREDICTION_TYPES[pred], clip), pred
+    return Diffusion("gaussian", schedule, PREDICTION_TYPES[pred], clip_sample=clip is not None,
+                     clip_sample_range=1.0 if clip is None else clip), pred
 
 
 class DiffusersDenoiser(nn.Module):

@@ -53,11 +53,13 @@ class NetworkReconstructor:
         fam = process.family
         # the step-t posterior sample where the family has one (DDPM eqs. 6–7), else the
         # family's own reverse step (reconstruct x̂_0, degrade it to t−1)
-        self.reverse_step = process.step if fam.variance_preserving else process.reproduction_step
+        self.reverse_step = (process.ddpm_step if fam.variance_preserving
+                             else process.reproduction_step)
 
     def step_alpha(self, t: int, like: Tensor) -> Tensor:
         """α_t = ᾱ_t / ᾱ_{t−1}: the retention of the single forward step into ``t``."""
-        alpha = self.process.alphas[self.process.index_of(int(t))]
+        # the kept step's table (process.alphas is the training schedule's, as diffusers')
+        alpha = self.process.schedule.alphas[self.process.index_of(int(t))]
         return alpha.to(dtype=like.dtype, device=like.device)
 
     def perceive(self, x: Tensor, t: int, generator: GeneratorLike = None) -> Tensor:

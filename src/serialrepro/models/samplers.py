@@ -63,7 +63,7 @@ def _run(step: StepFn, denoiser: Denoiser, x: Tensor, process: Diffusion,
     """The reverse loop shared by every sampler: t = τ_{n−1}, …, τ_0. With ``perceive``
     the state is first perceived through it and the network sees, and the step reverses,
     the perceived state (the serial-reproduction step)."""
-    timesteps = sorted(process.timesteps.tolist(), reverse=True)
+    timesteps = process.timesteps.tolist()  # descending, as diffusers'
     traj = SampleTrajectory(x, timesteps)
     t_batch = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for i, t in enumerate(timesteps):
@@ -90,7 +90,7 @@ def ddpm_sampler(denoiser: Denoiser, x: Tensor, process: Diffusion,
                  generator: GeneratorLike = None, callback: SampleCallback | None = None,
                  keep_states: bool = False) -> SampleTrajectory:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), on any respaced schedule."""
-    return _run(process.step, denoiser, x, process, generator, callback, keep_states)
+    return _run(process.ddpm_step, denoiser, x, process, generator, callback, keep_states)
 
 
 def ddim_sampler(denoiser: Denoiser, x: Tensor, process: Diffusion,

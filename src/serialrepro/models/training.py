@@ -33,7 +33,7 @@ from serialrepro.budget import check_memory
 from serialrepro.data import Dataset, load_dataset
 from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError
-from serialrepro.models.diffusion import Diffusion
+from serialrepro.models.diffusion import PREDICTION_ALIASES, Diffusion, check_prediction_type
 from serialrepro.models.losses import diffusion_loss
 from serialrepro.models.networks import make_denoiser
 from serialrepro.models.noise import make_family
@@ -51,7 +51,9 @@ class TrainConfig:
     family: str = "gaussian"
     schedule: str = "linear"
     num_timesteps: int = 1000
-    prediction_type: str | None = None  # None: the family's default (eps for VP, else x0)
+    # None: the family's default (epsilon for VP families, else sample); saved configs
+    # holding the old names eps and x0 are read as epsilon and sample
+    prediction_type: str | None = None
     denoiser: str = "auto"  # auto: mlp for vectors, unet for images
     denoiser_options: dict = field(default_factory=dict)
     steps: int = 2000
@@ -87,6 +89,8 @@ class TrainConfig:
         for name in ("prediction_type", "data_dir"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise bad(name, "a name or null")
+        if self.prediction_type is not None:
+            self.prediction_type = check_prediction_type(self.prediction_type)
         if not isinstance(self.denoiser_options, dict) or not all(
                 isinstance(k, str) and isinstance(v, int | float | list | tuple) and not
                 isinstance(v, bool) for k, v in self.denoiser_options.items()):
@@ -132,7 +136,8 @@ def build(config: TrainConfig, data: Dataset, device: torch.device) -> tuple[nn.
     family = make_family(config.family)
     family.check_input((1, *data.data_shape))
     process = Diffusion(family, make_schedule(config.schedule, config.num_timesteps),
-                        config.prediction_type, data.clip_sample)
+                        config.prediction_type, clip_sample=data.clip_sample is not None,
+                        clip_sample_range=data.clip_sample or 1.0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = make_denoiser(config.resolved_denoiser(data.is_image), data.data_shape,
@@ -239,7 +244,7 @@ def train(config: TrainConfig, run_dir: str | Path, device: torch.device | str |
     model, process = build(config, data, device)
     saved = run_dir / CONFIG_FILE
     if saved.exists():
-        old = loaders.load_json(saved, "run config")
+        old = _migrate(loaders.load_json(saved, "run config"))
         mine = json.loads(json.dumps(asdict(config)))  # tuples become lists, as saved
         diff = [k for k in mine if k != "steps" and old.get(k) != mine[k]]
         if diff:
@@ -335,7 +340,7 @@ def load_trained(run_dir: str | Path, device: torch.device | str | None = None) 
     family = make_family(config.family)
     _restore("noise family state", ckpt_path, family.load_state_dict, ck["family"])
     process = Diffusion(family, make_schedule(config.schedule, config.num_timesteps),
-                        config.prediction_type, 1.0 if is_image else None)
+                        config.prediction_type, clip_sample=is_image, clip_sample_range=1.0)
     model = make_denoiser(config.resolved_denoiser(is_image), shape, **config.denoiser_options)
     model.load_state_dict(loaders.check_state_dict(ck["ema"], model,
                                                    f"checkpoint {str(ckpt_path)!r}"))
@@ -349,10 +354,18 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     if not path.exists():
         raise UserInputError(f"{run_dir} is not a trained run: it needs {CONFIG_FILE} and"
                              f" {CHECKPOINT_FILE} (run `serialrepro train` first)")
-    config = TrainConfig.from_dict(loaders.load_json(path, "run config"),
+    config = TrainConfig.from_dict(_migrate(loaders.load_json(path, "run config")),
                                    f"run config {str(path)!r}")
     check_schedule_cost(config)
     return config
+
+
+def _migrate(saved):
+    """A saved run config in today's names: runs written before the diffusers names say
+    ``eps``/``x0``, read (silently: the user wrote no code) as ``epsilon``/``sample``."""
+    if isinstance(saved, dict) and saved.get("prediction_type") in PREDICTION_ALIASES:
+        saved = {**saved, "prediction_type": PREDICTION_ALIASES[saved["prediction_type"]]}
+    return saved
 
 
 def _data_shape(config: TrainConfig) -> tuple[int, ...]:
