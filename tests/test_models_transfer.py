@@ -48,7 +48,12 @@ def test_explicit_respacing_equals_uniform_stride(process, stride):
     ref = process.respace(stride)
     assert torch.equal(mine.timesteps, ref.timesteps)
     for name in ("betas", "alphas_cumprod", "alphas_cumprod_prev"):
-        assert torch.allclose(getattr(mine, name), getattr(ref, name), rtol=1e-12, atol=0)
+        a, b = getattr(mine.schedule, name), getattr(ref.schedule, name)
+        assert torch.allclose(a, b, rtol=1e-12, atol=0)
+    # and both are the formula β'_j = 1 − ᾱ_{τ_j}/ᾱ_{τ_{j−1}} on the training table
+    abar = torch.cumprod(1 - process.betas, 0)[ts]
+    want = 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])
+    assert torch.allclose(mine.schedule.betas, want, rtol=1e-10, atol=1e-15)
     # and it samples: one DDPM step on the explicit process equals the strided one
     x = torch.randn(8, 2, dtype=torch.float64)
     out = torch.randn(8, 2, dtype=torch.float64)
@@ -61,8 +66,10 @@ def test_explicit_respacing_equals_uniform_stride(process, stride):
 def test_explicit_respacing_arbitrary_list_telescopes(process):
     ts = [999, 640, 300, 55, 3]
     p = transfer.respace_to(process, ts)
+    assert p.timesteps.tolist() == ts and process.num_steps == 1000  # a copy, descending
     # the product of the new alphas is ᾱ at each kept step
-    assert torch.allclose(p.alphas_cumprod, process.alphas_cumprod[sorted(ts)], rtol=1e-12)
+    assert torch.allclose(p.schedule.alphas_cumprod, process.alphas_cumprod[sorted(ts)],
+                          rtol=1e-12)
     with pytest.raises(UserInputError):
         transfer.respace_to(process, [5, 5, 3])
     with pytest.raises(UserInputError):

@@ -31,8 +31,9 @@ increments of u, not of t. Collisions after rounding are resolved by moving the 
 down (:func:`distinct_descending`).
 
 An explicit timestep list is sampled by the standard respacing (improved-diffusion's
-``SpacedDiffusion``): β'_j = 1 − ᾱ_{τ_j}/ᾱ_{τ_{j−1}} with ᾱ_{τ_0} = 1
-(:func:`respace_to`), which for τ = 0, s, 2s, … equals :meth:`Diffusion.respace` (s).
+``SpacedDiffusion``, diffusers' custom ``set_timesteps``): β'_j = 1 − ᾱ_{τ_j}/ᾱ_{τ_{j−1}}
+with ᾱ_{τ_0} = 1 (:func:`respace_to`), which for τ = 0, s, 2s, … equals
+:meth:`Diffusion.respace` (s).
 
 Scores of samples against held-out data: the energy distance
 (:func:`serialrepro.metrics.sample.energy_distance`) and a histogram KL in bits
@@ -49,7 +50,6 @@ from torch import Tensor
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.metrics.sample import check_finite, histogram2d
 from serialrepro.models.diffusion import Diffusion
-from serialrepro.models.schedules import NoiseSchedule
 
 RULES = ("uniform", "edm", "equal-complexity", "grid-optimal")
 #: EDM's spacing exponent (Karras et al. 2022, eq. 5)
@@ -69,7 +69,7 @@ def _check_k(k: int, T: int) -> int:
 
 
 def _full(process: Diffusion) -> Diffusion:
-    if process.num_steps != process.schedule.num_train_timesteps:
+    if process.num_steps != process.num_train_timesteps:
         raise UserInputError("timesteps are chosen on the training schedule; pass the "
                              "un-respaced process")
     return process
@@ -91,13 +91,13 @@ def distinct_descending(ts, T: int) -> list[int]:
 
 def noise_levels(process: Diffusion) -> Tensor:
     """ς_t = √((1 − ᾱ_t)/ᾱ_t) for t = 0..T−1 (float64)."""
-    ac = _full(process).alphas_cumprod
+    ac = _full(process).schedule.training_alphas_cumprod
     return torch.sqrt((1 - ac) / ac)
 
 
 def added_variance(process: Diffusion) -> Tensor:
     """u_t = −log ᾱ_t for t = 0..T−1 (float64): the mapping's DDPM-side coordinate."""
-    return -torch.log(_full(process).alphas_cumprod)
+    return -torch.log(_full(process).schedule.training_alphas_cumprod)
 
 
 def timestep_of_fraction(process: Diffusion, c) -> Tensor:
@@ -212,19 +212,17 @@ def select_timesteps(rule: str, process: Diffusion, k: int, levels=None) -> list
 
 
 def respace_to(process: Diffusion, timesteps) -> Diffusion:
-    """``process`` on the explicit training timesteps ``timesteps`` (any order, distinct):
-    β'_j = 1 − ᾱ_{τ_j}/ᾱ_{τ_{j−1}}, ᾱ_{τ_0} = 1 (the module docstring)."""
+    """A new process stepping on the explicit training timesteps ``timesteps`` (any order,
+    distinct): β'_j = 1 − ᾱ_{τ_j}/ᾱ_{τ_{j−1}}, ᾱ_{τ_0} = 1 (the module docstring), through
+    :meth:`Diffusion.set_timesteps` on a copy; ``process`` itself is unchanged."""
     T = _full(process).num_steps
-    ts = sorted(int(t) for t in timesteps)
-    if not ts or len(set(ts)) != len(ts) or ts[0] < 0 or ts[-1] >= T:
+    ts = sorted((int(t) for t in timesteps), reverse=True)
+    if not ts or len(set(ts)) != len(ts) or ts[-1] < 0 or ts[0] >= T:
         raise UserInputError(f"timesteps must be distinct integers in 0..{T - 1}, "
                              f"got {list(timesteps)[:8]}")
-    keep = torch.tensor(ts, dtype=torch.long)
-    ac = process.alphas_cumprod[keep]
-    prev = torch.cat([ac.new_ones(1), ac[:-1]])
-    sched = NoiseSchedule(process.schedule.name, 1.0 - ac / prev, keep,
-                          process.schedule.num_train_timesteps)
-    return Diffusion(process.family, sched, process.prediction_type, process.clip_sample)
+    out = process.respace(1)
+    out.set_timesteps(timesteps=ts)
+    return out
 
 
 def histogram_kl_bits(samples: Tensor, data: Tensor, bins: int = HIST_BINS,
