@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--k", default="5,10,20")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--train-steps", type=int, default=4000)
+    ap.add_argument("--train-steps", type=int, default=8000)
     ap.add_argument("--quick", action="store_true", help="k=5, 3 seeds, 500 training steps")
     a = ap.parse_args()
     torch.set_num_threads(1)
