@@ -455,3 +455,45 @@ def test_only_a_class_that_names_itself_registers() -> None:
         class Twin(Gaussian):
             name = "laplace"
     assert FAMILIES == before
+
+
+def test_no_code_outside_families_py_tests_a_family_by_name_or_type():
+    """What code needs to know about a family is an attribute of the family: no comparison
+    of a ``.name`` with a family's name, no ``startswith`` on one, no isinstance against a
+    family class anywhere else in ``src`` (a new family is then picked up everywhere)."""
+    import ast
+    from abc import ABC
+    from pathlib import Path
+
+    from serialrepro import families
+
+    names = set(families.FAMILIES) | set(families.FAMILY_ALIASES)
+    prefixes = {n.split("-")[0] for n in names}
+    classes = {cls.__name__ for f in families.FAMILIES.values() for cls in type(f).__mro__
+               if cls not in (object, ABC)}
+    src = Path(families.__file__).resolve().parent
+    bad = []
+    for path in sorted(src.rglob("*.py")):
+        if path.name == "families.py" and path.parent == src:
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(src)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) \
+                    and node.left.attr == "name":
+                consts = [c for cmp in node.comparators for c in ast.walk(cmp)
+                          if isinstance(c, ast.Constant) and c.value in names]
+                if consts:
+                    bad.append(f"{where}: .name compared with {consts[0].value!r}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "startswith" and node.args \
+                    and isinstance(node.args[0], ast.Constant) \
+                    and node.args[0].value in prefixes | names:
+                bad.append(f"{where}: startswith({node.args[0].value!r})")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                    and node.func.id == "isinstance" and len(node.args) == 2:
+                kinds = [n.id if isinstance(n, ast.Name) else getattr(n, "attr", "")
+                         for n in ast.walk(node.args[1])]
+                if set(kinds) & classes:
+                    bad.append(f"{where}: isinstance against {sorted(set(kinds) & classes)}")
+    assert not bad, "family tested by name or type outside families.py:\n" + "\n".join(bad)

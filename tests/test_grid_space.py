@@ -114,3 +114,25 @@ def test_bad_grid_parameters() -> None:
         GridSpace.paper(-0.1)
     with pytest.raises(UserInputError, match="torus"):
         GridSpace.paper(0.1).circulant_offsets()
+
+
+@pytest.mark.parametrize("spec,dims", [("torus:8", 2), ("torus:5", 3), ("paper:0.25", 2),
+                                       ("torus:16", 1)])
+def test_nearest_index_finds_each_grid_point_and_wraps(spec, dims):
+    """Every grid point maps to its own flat index, also when jittered by less than half a
+    cell or shifted by a whole period; the priors' histograms and the chains use this."""
+    space = parse_grid(spec, dims=dims)
+    pts = space.points()
+    want = torch.arange(space.size)
+    if space.kind == "paper":  # its end point +0.5 is the torus point −0.5: not unique
+        inner = (pts < 0.5 - 1e-9).all(-1)
+        pts, want = pts[inner], want[inner]
+    assert torch.equal(space.nearest_index(pts), want)
+    jitter = (torch.rand(pts.shape, generator=torch.Generator().manual_seed(0)) - 0.5) \
+        * 0.8 * space.spacing
+    if space.kind == "torus":
+        assert torch.equal(space.nearest_index(pts + jitter), want)
+        assert torch.equal(space.nearest_index(pts + 1.0), want)
+        assert torch.equal(space.nearest_index(pts - 3.0), want)
+    with pytest.raises(UserInputError, match="dimension"):
+        space.nearest_index(torch.zeros(3, dims + 1))

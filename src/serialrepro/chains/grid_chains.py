@@ -38,21 +38,10 @@ DENSE_MAX_POINTS = 4096
 
 
 def nearest_index(space: GridSpace, points: Tensor) -> Tensor:
-    """Flat (row-major) index of the grid point nearest to each point [N, D], on the torus."""
+    """Flat index of the grid point nearest to each point ([N] for a 1-D grid, or [N, D]):
+    :meth:`GridSpace.nearest_index`."""
     x = torch.as_tensor(points, dtype=torch.float64)
-    if x.ndim == 1:
-        x = x.unsqueeze(-1)
-    if x.shape[-1] != space.dims:
-        raise UserInputError(f"points have dimension {x.shape[-1]}, the grid {space.dims}")
-    wrapped = torch.remainder(x + 0.5, 1.0)
-    if space.kind == "paper":
-        idx = torch.round(wrapped / space.spacing).long().clamp_(0, space.n - 1)
-    else:
-        idx = torch.round(wrapped * space.n).long() % space.n
-    lin = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
-    for axis in range(space.dims):  # D ≤ 3 axes, not a loop over points
-        lin = lin * space.n + idx[..., axis]
-    return lin
+    return space.nearest_index(x.unsqueeze(-1) if x.ndim == 1 else x)
 
 
 def point_masses(space: GridSpace, points: Tensor) -> Tensor:

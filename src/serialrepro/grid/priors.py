@@ -127,16 +127,8 @@ def from_samples(
         raise UserInputError("samples contain NaN or infinite values")
     w = torch.ones(x.shape[0], dtype=torch.float64) if weights is None else torch.as_tensor(
         weights, dtype=torch.float64)
-    wrapped = torch.remainder(x + 0.5, 1.0)  # in [0, 1)
-    if space.kind == "paper":
-        idx = torch.round(wrapped / space.spacing).long().clamp_(0, space.n - 1)
-    else:
-        idx = torch.round(wrapped * space.n).long() % space.n
     flat = torch.zeros(space.size, dtype=torch.float64)
-    lin = torch.zeros(x.shape[0], dtype=torch.long)
-    for axis in range(space.dims):
-        lin = lin * space.n + idx[:, axis]
-    flat.index_add_(0, lin, w)
+    flat.index_add_(0, space.nearest_index(x), w)
     return mix_uniform(normalise(flat.reshape(space.shape)), mix)
 
 

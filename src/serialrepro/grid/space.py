@@ -160,6 +160,23 @@ class GridSpace:
             raise UserInputError("circulant offsets exist only on torus grids, not the paper grid")
         return _wrap_index(torch.arange(self.n, device=device), self.n).to(dtype) / self.n
 
+    def nearest_index(self, points: Tensor) -> Tensor:
+        """Flat (row-major) index of the grid point nearest to each point [..., D], with
+        coordinates wrapped onto the torus [−0.5, 0.5) first (on the paper grid, whose two
+        end points coincide on the torus, the index is clamped to the grid)."""
+        x = torch.as_tensor(points, dtype=torch.float64)
+        if x.shape[-1] != self.dims:
+            raise UserInputError(f"points have dimension {x.shape[-1]}, the grid {self.dims}")
+        wrapped = torch.remainder(x + 0.5, 1.0)  # in [0, 1)
+        if self.kind == "paper":
+            idx = torch.round(wrapped / self.spacing).long().clamp_(0, self.n - 1)
+        else:
+            idx = torch.round(wrapped * self.n).long() % self.n
+        lin = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
+        for axis in range(self.dims):  # D ≤ 3 axes, not a loop over points
+            lin = lin * self.n + idx[..., axis]
+        return lin
+
     @cached_property
     def dense_bytes(self) -> int:
         """Memory a dense M×M float64 matrix needs."""
