@@ -1,6 +1,6 @@
 """Do the grid engine's schedules transfer to a trained DDPM? (serialrepro.models.transfer)
 
-    PYTHONPATH=src .venv/bin/python benchmarks/schedule_transfer.py --out runs/transfer
+    PYTHONPATH=src .venv/bin/python benchmarks/schedule_transfer.py --out /tmp/transfer
     PYTHONPATH=src .venv/bin/python benchmarks/schedule_transfer.py --out /tmp/t --quick
 
 Trains one small DDPM on the Swiss roll (MLP, linear β, T = 1000, gaussian ε-prediction,
