@@ -222,3 +222,17 @@ def test_more_steps_never_lose_when_zero_levels_are_allowed(spec):
     kl = [optimize_schedule(problem("gaussian", T, spec), restarts=0, max_iter=30)["kl_bits"]
           for T in (2, 5)]
     assert kl[1] <= kl[0] + 1e-9, kl
+
+
+def test_unreachable_equal_complexity_ends_are_a_null_baseline_not_a_crash():
+    """Bimodal noise between the paper's ends on a coarse torus: no common per-step KL
+    reaches the end level. The builder says so in one line; the optimiser reports that
+    baseline as null and still optimises."""
+    pb = problem("bimodal", T=3, grid="torus:16")
+    with pytest.raises(UserInputError, match="no equal-complexity schedule"):
+        equal_complexity_levels(pb)
+    assert baseline_levels(pb, "equal-complexity") is None
+    out = optimize_schedule(pb, restarts=0, max_iter=20)
+    assert out["baselines"]["equal-complexity"] is None
+    assert math.isfinite(out["kl_bits"])
+    assert out["kl_bits"] <= out["baselines"]["linear"]["kl_bits"] + 1e-12

@@ -497,6 +497,12 @@ def equal_complexity_levels(problem: Problem) -> list[float]:
     lo = hi - 80.0
     if resid(lo) >= 0:
         return run(math.exp(lo))
+    if resid(hi) < 0:
+        # the march cannot reach the end level B at any common per-step KL (bimodal noise:
+        # its fixed shift makes the steps cost more than the ends allow)
+        raise UserInputError(f"no equal-complexity schedule meets {con.label} for this data "
+                             f"and family with T={T}: no common per-step KL reaches the end "
+                             "level")
     logc = brentq(resid, lo, hi, xtol=1e-12, rtol=1e-12)
     levels = run(math.exp(logc))
     if con.kind == "ends":
