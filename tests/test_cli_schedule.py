@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
-from serialrepro.cli import main
+from cli_in_process import run_in_process  # tests/ helper module
 from test_cli_usage import ENV, SCRIPT
 
 FIELDS = {"sigmas", "kl_bits", "jsd_bits", "complexity_bits", "stationarity", "constraint",
@@ -19,18 +18,6 @@ SCORES = ("kl_bits", "jsd_bits", "complexity_bits", "stationarity")
 def run(*args):
     """The installed console script (a fresh process: exit codes as a shell sees them)."""
     return subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=ENV, timeout=300)
-
-
-def run_in_process(args, capsys, monkeypatch):
-    """The same entry point in this process (no interpreter start): (code, out, err)."""
-    monkeypatch.setattr(sys, "argv", ["serialrepro", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("extra", [

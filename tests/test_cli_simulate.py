@@ -9,22 +9,10 @@ import sys
 import pytest
 import torch
 
-from serialrepro.cli import main
+from cli_in_process import run_in_process as run_cli  # tests/ helper module
 
 GOLDEN_T12 = {"kl_bits": 0.163212, "jsd_bits": 0.033779, "complexity_bits": 0.054827,
               "stationarity": 0.039230}
-
-
-def run_cli(args, capsys, monkeypatch):
-    """Run the console entry point in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["serialrepro", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_json_contract_reproduces_golden_values(capsys, monkeypatch):

@@ -14,14 +14,14 @@ import yaml
 from serialrepro.errors import UserInputError
 from serialrepro.experiments.catalog import reproduce_configs, reproduce_names
 from serialrepro.experiments.config import expand, parse_config
-from serialrepro.experiments.schedules import (
+from serialrepro.families import FADE_WIDTH, FAMILIES, GRID, family_names
+from serialrepro.schedules import (
     UNIFORM_DISPLACEMENT_VARIANCE,
     Schedule,
     displacement_std,
     level_for_std,
     schedule_shape,
 )
-from serialrepro.families import FADE_WIDTH, FAMILIES, GRID, family_names
 from serialrepro.store import CellStore
 
 LINEAR = {"kind": "linear", "start": 0.01, "end": 0.05}

@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
+from cli_in_process import run_in_process as _cli  # tests/ helper module
 from serialrepro.errors import UserInputError
 from serialrepro.families import FAMILIES, GRID, PARTICLES, TENSOR, family_names, get_family
 from serialrepro.grid import GridSpace, make_kernel
@@ -322,22 +323,6 @@ def test_declared_representations_work_and_the_others_refuse(name, representatio
     with pytest.raises(UserInputError) as exc:
         get_family(name, offers=representation)
     _one_line_refusal(exc, representation)
-
-
-def _cli(args, capsys, monkeypatch) -> tuple[int, str, str]:
-    """The console entry point in-process: (exit code, stdout, stderr)."""
-    import sys
-
-    from serialrepro.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["serialrepro", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_grid_and_particle_commands_refuse_a_tensor_only_family(capsys, monkeypatch) -> None:

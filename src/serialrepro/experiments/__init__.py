@@ -2,8 +2,8 @@
 
 * :mod:`~serialrepro.experiments.config` — the config schema (pydantic, strict), sweep
   expansion into :class:`~serialrepro.experiments.config.Cell` objects with stable keys;
-* :mod:`~serialrepro.experiments.schedules` — schedule shapes, equal total noise, equal
-  per-step standard deviation across families;
+* schedule shapes, equal total noise and equal per-step standard deviation live below the
+  grid layer, in :mod:`serialrepro.schedules`;
 * :mod:`~serialrepro.experiments.runner` — one cell's computation and the executors
   (in-process, process pool, Dask) with a progress bar;
 * :mod:`~serialrepro.store` — atomic per-cell result files (resume);

@@ -124,9 +124,9 @@ def list_command() -> None:
     """Show the shipped experiments, noise families, priors, schedules, steps and grids."""
     from serialrepro.experiments.catalog import reproduce_names, shipped_config, shipped_names
     from serialrepro.experiments.config import expand
-    from serialrepro.experiments.schedules import SCHEDULE_KINDS
     from serialrepro.families import FAMILIES, GRID, family_names
     from serialrepro.grid.priors import PRIORS
+    from serialrepro.schedules import SCHEDULE_KINDS
 
     typer.echo("experiments (serialrepro run NAME; * = part of serialrepro reproduce):")
     in_reproduce = set(reproduce_names())
