@@ -7,6 +7,8 @@ One helper for numpy arrays and one for torch tensors, so every layer wraps the 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -26,3 +28,16 @@ def circular_difference(a: np.ndarray, b: np.ndarray, period: float | None) -> n
     """a − b in float64, its minimum image in [−period/2, period/2) when ``period`` is given."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     return d if period is None else wrap(d, period)
+
+
+def circular_mean(u: np.ndarray) -> float:
+    """Circular mean of unit-circle values u (one turn = 1), in [−0.5, 0.5) (numpy)."""
+    ang = 2 * np.pi * np.asarray(u)
+    return float(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * np.pi))
+
+
+def weighted_circular_mean(weights: Tensor, points: Tensor) -> Tensor:
+    """Per-axis circular mean of unit-circle ``points`` [P, D] under each row of ``weights``
+    [N, P], in [−0.5, 0.5) (torch): atan2(Σ w sin 2πx, Σ w cos 2πx) / 2π."""
+    ang = 2 * math.pi * points
+    return torch.atan2(weights @ torch.sin(ang), weights @ torch.cos(ang)) / (2 * math.pi)

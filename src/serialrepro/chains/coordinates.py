@@ -29,12 +29,6 @@ from serialrepro.errors import UserInputError
 HALF_SPAN = 0.3
 
 
-def circular_mean_np(u: np.ndarray) -> float:
-    """Circular mean of unit-circle values u (one turn = 1), in [−0.5, 0.5)."""
-    ang = 2 * np.pi * np.asarray(u)
-    return float(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * np.pi))
-
-
 @dataclass(frozen=True)
 class Coordinates:
     """The map between data units and the unit torus: u = (x − center)/scale (linear) or

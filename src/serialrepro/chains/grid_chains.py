@@ -26,11 +26,11 @@ import torch
 from torch import Tensor
 
 from serialrepro.chains.agents import Agent
+from serialrepro.circular import weighted_circular_mean
 from serialrepro.errors import UserInputError
 from serialrepro.grid.kernels import GridKernel, make_kernel
 from serialrepro.grid.process import posterior, reproduce
 from serialrepro.grid.space import GridSpace
-from serialrepro.particles.posterior import circular_mean
 from serialrepro.particles.rng import chain_blocks, pad_rows
 
 #: grids up to this many points use dense kernels by default
@@ -66,7 +66,7 @@ def response_indices(space: GridSpace, kernel: GridKernel, prior: Tensor, rule: 
         idx = torch.argmax(post, dim=1)
     elif rule == "mean":
         pts = space.points(post.dtype, post.device)
-        r = circular_mean(post, pts) if circular else post @ pts
+        r = weighted_circular_mean(post, pts) if circular else post @ pts
         idx = nearest_index(space, r)
     else:
         raise UserInputError(f"response rule {rule!r} has no deterministic response")

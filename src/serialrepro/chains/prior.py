@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from scipy.stats import gaussian_kde
 
-from serialrepro.chains.coordinates import Coordinates, circular_mean_np, wrap
+from serialrepro.chains.coordinates import Coordinates, wrap
+from serialrepro.circular import circular_mean
 from serialrepro.errors import UserInputError
 from serialrepro.grid.space import GridSpace
 
@@ -150,7 +151,7 @@ def estimate_prior(values: np.ndarray, circular: bool = False) -> PriorEstimate:
         kde = gaussian_kde(shrunk.T, bw_method=f)
         bw = float(np.sqrt(np.mean(np.diag(kde.covariance))))
         return PriorEstimate(False, n, bw, kde=kde)
-    dev = wrap(v[:, 0] - circular_mean_np(v[:, 0]))
+    dev = wrap(v[:, 0] - circular_mean(v[:, 0]))
     scott = max(float(n ** (-1.0 / 5.0) * dev.std(ddof=1)), 1e-6)
     bw = cv_bandwidth(v[:, 0], True, scott)
     return PriorEstimate(True, n, bw, points=v[:, 0].copy())

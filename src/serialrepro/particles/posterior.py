@@ -16,12 +16,12 @@ Two routes (docs/design.md §1, Post(x | y) ∝ K_σ(y | x) p(x)):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from serialrepro.circular import weighted_circular_mean
 from serialrepro.circular import wrap_tensor as wrap
 from serialrepro.errors import UserInputError
 from serialrepro.families import NoiseFamily, get_family
@@ -32,14 +32,6 @@ from serialrepro.particles.rng import gumbel_argmax
 MODE_ITERATIONS = 100
 #: stop the mode search once no coordinate moves by more than this
 MODE_TOLERANCE = 1e-12
-
-
-def circular_mean(weights: Tensor, points: Tensor) -> Tensor:
-    """Per-axis circular mean of ``points`` [P, D] under ``weights`` [N, P], on [−0.5, 0.5)."""
-    ang = 2 * math.pi * points
-    s = weights @ torch.sin(ang)
-    c = weights @ torch.cos(ang)
-    return torch.atan2(s, c) / (2 * math.pi)
 
 
 def support_log_posterior(
@@ -146,7 +138,7 @@ def respond(
         return pts[gumbel_argmax(logw, generator)]
     if rule == "mean":
         w = torch.exp(logw)
-        return circular_mean(w, pts) if circular else w @ pts
+        return weighted_circular_mean(w, pts) if circular else w @ pts
     return pts[torch.argmax(logw, dim=-1)]
 
 
