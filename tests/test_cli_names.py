@@ -69,12 +69,12 @@ def test_families_lists_the_registry_with_its_representations():
     rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:]}
     assert set(rows) == set(FAMILIES)
     assert r.stdout.splitlines()[0].split()[:4] == ["family", "grid", "continuous", "trained"]
-    assert rows["blur"][1:3] == ["-", "-"] and rows["blur"][3:5] == ["x0,", "images"]
-    assert rows["mask"][1:4] == ["-", "-", "x0"]
-    assert rows["resample-uniform"][1:4] == ["-", "-", "x0"]
+    assert rows["blur"][1:3] == ["-", "-"] and rows["blur"][3:5] == ["sample,", "images"]
+    assert rows["mask"][1:4] == ["-", "-", "sample"]
+    assert rows["resample-uniform"][1:4] == ["-", "-", "sample"]
     assert rows["fade-uniform"][1:4] == ["yes", "yes", "-"]
     assert rows["bimodal"][1:4] == ["yes", "yes", "-"]
-    assert rows["gaussian"][1:7] == ["yes", "yes,", "unit", "noise", "eps", "or"]
+    assert rows["gaussian"][1:7] == ["yes", "yes,", "unit", "noise", "epsilon", "or"]
 
 
 def test_families_table_is_derived_from_the_registry():
@@ -91,7 +91,7 @@ def test_families_table_is_derived_from_the_registry():
         row = {r["family"]: r for r in family_table()}["smear"]
     finally:
         del FAMILIES["smear"]
-    assert row == {"family": "smear", "grid": "-", "continuous": "-", "trained": "x0, images",
+    assert row == {"family": "smear", "grid": "-", "continuous": "-", "trained": "sample, images",
                    "description": "a family added in one place"}
 
 

@@ -404,7 +404,7 @@ def test_a_family_added_in_one_class_is_picked_up_everywhere(added_family, capsy
 
     assert get_family("wide-test") is added_family
     row = {r["family"]: r for r in family_table()}["wide-test"]
-    assert row["grid"] == "yes" and row["trained"] == "eps or x0"
+    assert row["grid"] == "yes" and row["trained"] == "epsilon or sample"
     levels = Schedule("linear", 0.02, 0.04, match_std=True).levels(3, "wide-test")
     assert levels == pytest.approx([0.01, 0.015, 0.02])
     # its grid kernel is the gaussian's at twice the level

@@ -257,7 +257,7 @@ def family_table() -> list[dict[str, str]]:
     rows = []
     for name, fam in FAMILIES.items():
         if fam.offers(TENSOR):
-            trained = "eps or x0" if fam.variance_preserving else "x0"
+            trained = "epsilon or sample" if fam.variance_preserving else "sample"
             if fam.images_only:
                 trained += ", images"
         else:
@@ -277,8 +277,9 @@ def families_command() -> None:
 
     grid: a Markov kernel on grids (simulate, run, chains); continuous: sampling and
     log-density in continuous space (chains, particles; "unit noise": an additive
-    unit-variance form); trained: a forward process for train/sample (eps or x0 prediction;
-    x0-only families sample with the serial or cold sampler).
+    unit-variance form); trained: a forward process for train/sample (the prediction types
+    it trains with, in diffusers' names; sample-only families sample with the serial,
+    x0-renoise or cold sampler).
     """
     rows = family_table()
     cols = ("family", "grid", "continuous", "trained")
