@@ -122,19 +122,19 @@ def run_command(
 
 def list_command() -> None:
     """Show the shipped experiments, noise families, priors, schedules, steps and grids."""
-    from serialrepro.experiments.catalog import reproduce_names, shipped_config, shipped_names
-    from serialrepro.experiments.config import expand
+    from serialrepro.experiments.catalog import shipped_config, shipped_names
+    from serialrepro.experiments.kinds import get_kind
     from serialrepro.families import FAMILIES, GRID, family_names
     from serialrepro.grid.priors import PRIORS
     from serialrepro.schedules import SCHEDULE_KINDS
 
     typer.echo("experiments (serialrepro run NAME; * = part of serialrepro reproduce):")
-    in_reproduce = set(reproduce_names())
     for name in shipped_names():
         cfg = shipped_config(name)
-        mark = "*" if name in in_reproduce else " "
-        typer.echo(f" {mark} {name:15s} {cfg.section:9s} {len(expand(cfg)):4d} cells "
-                   f"({len(expand(cfg, quick=True))} quick)  {cfg.title}")
+        kind = get_kind(cfg.kind)  # each kind counts its own cells
+        mark = "*" if cfg.reproduce is not None else " "
+        typer.echo(f" {mark} {name:15s} {cfg.section:9s} {len(kind.expand(cfg, False)):4d} cells "
+                   f"({len(kind.expand(cfg, True))} quick)  {cfg.title}")
     typer.echo("noise families (noise:; the families with a grid form):")
     for name in family_names(GRID):
         typer.echo(f"   {name:13s} {FAMILIES[name].description}")

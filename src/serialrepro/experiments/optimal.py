@@ -189,18 +189,23 @@ def rows_of(cell: OptimalCell, record: dict) -> list[dict]:
     return out
 
 
+def payload(cell: OptimalCell) -> dict:
+    """What :func:`compute` needs for ``cell``: its fields and its key."""
+    return {**cell.payload_fields(), "key": cell.key}
+
+
 def run(out_dir: str | Path, preset: str = "quick", progress: Callable[[str], None] | None = None,
         **select) -> list[dict]:
     """Compute (or resume) every cell into ``out_dir/cells`` and return the tidy rows."""
     from serialrepro.store import CellStore
 
-    store = CellStore(Path(out_dir) / "cells")
+    store = CellStore(Path(out_dir) / "cells", check=check)
     rows: list[dict] = []
     todo = cells(preset, **select)
     for i, cell in enumerate(todo, 1):
         rec = store.read(cell.key)
-        if rec is None or check(rec) is not None:
-            rec, _ = compute({**cell.payload_fields(), "key": cell.key})
+        if rec is None:
+            rec, _ = compute(payload(cell))
             store.write(cell.key, rec)
             rec = store.read(cell.key)  # the rows come from the stored record, always
             how = f"computed in {rec['seconds']:.1f} s"

@@ -35,10 +35,6 @@ def expand(config, quick: bool) -> list[optimal.OptimalCell]:
     return out
 
 
-def payload(cell: optimal.OptimalCell) -> dict:
-    return {**cell.payload_fields(), "key": cell.key}
-
-
 def row(cell: optimal.OptimalCell, record: dict) -> dict:
     """One table row per cell: the optimum's scores, each baseline's kl, and every
     schedule's levels and scores as JSON (``schedules``) for the figure and verdict."""
@@ -62,7 +58,7 @@ def _schedule_rows(df) -> list[dict]:
 
 
 kinds.register_kind(kinds.ExperimentKind(
-    NAME, expand=expand, payload=payload, compute=optimal.compute, row=row,
+    NAME, expand=expand, payload=optimal.payload, compute=optimal.compute, row=row,
     check=optimal.check,
     description="one schedule optimisation per condition and constraint "
                 "(serialrepro.grid.optimize)"))
