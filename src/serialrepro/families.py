@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from serialrepro.circular import wrap_tensor
 from serialrepro.densities import three_mode_components
 from serialrepro.errors import UserInputError, unknown_name
 
@@ -678,7 +679,7 @@ class VonMises(NoiseFamily):
             off = _rand(shape, generator, torch.float64, dev) - 0.5
         elif kappa > _VM_KAPPA_NORMAL:
             z = _randn(shape, generator, torch.float64, dev)
-            off = torch.remainder(z / (2 * math.pi * math.sqrt(kappa)) + 0.5, 1.0) - 0.5
+            off = wrap_tensor(z / (2 * math.pi * math.sqrt(kappa)))
         else:
             off = _best_fisher_turns(kappa, shape, generator, dev)
         return x + off.to(x.dtype)
@@ -713,7 +714,7 @@ def _best_fisher_turns(kappa: float, shape, generator, device) -> Tensor:
         theta = torch.where(accept, torch.sign(u3 - 0.5) * torch.acos(f.clamp(-1.0, 1.0)),
                             theta)
         done = done | accept
-    return torch.remainder(theta / (2 * math.pi) + 0.5, 1.0) - 0.5
+    return wrap_tensor(theta / (2 * math.pi))
 
 
 class _Fade(NoiseFamily, ABC):

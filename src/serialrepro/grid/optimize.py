@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from serialrepro.errors import UserInputError
+from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.families import NoiseFamily, get_family
 from serialrepro.grid import scores
 from serialrepro.grid.kernels import KernelSchedule, make_kernel
@@ -56,6 +56,13 @@ CONSTRAINTS = {
 }
 CONSTRAINT_CHOICES = "ends:A:B, total-variance:V, max-level:S, final-kl:D"
 OBJECTIVES = ("kl", "jsd")
+
+
+def check_objective(name: str) -> str:
+    """``name`` if it is one of :data:`OBJECTIVES`, else the standard unknown-name error."""
+    if name not in OBJECTIVES:
+        raise unknown_name("objective", name, OBJECTIVES)
+    return name
 BASELINES = ("linear", "cosine", "geometric", "edm", "equal-complexity")
 #: EDM's spacing exponent (Karras et al. 2022, eq. 5)
 EDM_RHO = 7.0
@@ -184,12 +191,11 @@ class Problem:
     bounds: tuple[float, float] = field(init=False)
 
     def __post_init__(self) -> None:
+        from serialrepro.grid.process import get_step
+
         self.family = get_family(self.family)
-        if self.step not in ("serial", "ancestral"):
-            raise UserInputError(f"unknown step {self.step!r}; valid choices: serial, ancestral")
-        if self.objective not in OBJECTIVES:
-            raise UserInputError(f"unknown objective {self.objective!r}; valid choices: "
-                                 f"{', '.join(OBJECTIVES)}")
+        get_step(self.step)
+        check_objective(self.objective)
         self.start = limit_distribution(self.family, self.space).to(self.data)
         self.bounds = level_bounds(self.family)
 

@@ -62,16 +62,19 @@ def optimize_command(
     from serialrepro.families import get_family
     from serialrepro.grid.cli import check_output_path
     from serialrepro.grid.kernels import check_dense_fits, resolve_backend
-    from serialrepro.grid.optimize import OBJECTIVES, Problem, optimize_schedule, parse_constraint
+    from serialrepro.grid.optimize import (
+        Problem,
+        check_objective,
+        optimize_schedule,
+        parse_constraint,
+    )
     from serialrepro.grid.priors import make_prior
     from serialrepro.grid.process import get_step, simulation_bytes
     from serialrepro.grid.space import parse_grid
 
     family = get_family(noise)
     get_step(step)
-    if objective not in OBJECTIVES:
-        raise UserInputError(f"unknown objective {objective!r}; valid choices: "
-                             f"{', '.join(OBJECTIVES)}")
+    check_objective(objective)
     if T < 1:
         raise UserInputError(f"--T {T} is invalid: the number of steps must be ≥ 1")
     space = parse_grid(grid, dims)
