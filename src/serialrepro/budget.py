@@ -39,6 +39,9 @@ import re
 
 from serialrepro.errors import UserInputError
 
+#: seeds are stored as int64 (tables) and fed to ``torch.manual_seed``: 0 ≤ seed ≤ 2^63 − 1
+MAX_SEED = 2**63 - 1
+
 #: the environment variable that replaces the measured limit (bytes; K/M/G/T suffixes)
 MEMORY_LIMIT_ENV = "SERIALREPRO_MEMORY_LIMIT"
 #: fraction of the available memory a single request may claim (the rest is headroom for

@@ -27,6 +27,7 @@ import sys
 
 import typer
 
+from serialrepro.budget import MAX_SEED
 from serialrepro.errors import UserInputError
 
 #: The one thread setting (``serialrepro --threads N`` or this variable), read by every
@@ -98,8 +99,6 @@ _COMMAND_MODULES = [
     "serialrepro.chains.cli",
 ]
 
-#: seeds are stored as int64 and fed to ``torch.manual_seed``: 0 ≤ seed ≤ 2^63 − 1
-MAX_SEED = 2**63 - 1
 
 
 def _option_name(param: inspect.Parameter) -> str:

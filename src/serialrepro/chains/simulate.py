@@ -47,7 +47,7 @@ from pydantic import (
     model_validator,
 )
 
-from serialrepro.budget import check_memory
+from serialrepro.budget import MAX_SEED, check_memory
 from serialrepro.chains.agents import RULES, Agent
 from serialrepro.chains.closed_form import gaussian_chain_ar1
 from serialrepro.chains.grid_chains import (
@@ -151,7 +151,7 @@ class SimulateConfig(StrictModel):
     agent: AgentSpec
     chains: ChainsSpec = ChainsSpec()
     output: OutputSpec = OutputSpec()
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
 
     @model_validator(mode="after")
     def _families_offer_the_mode(self):

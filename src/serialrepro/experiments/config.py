@@ -47,7 +47,7 @@ from pydantic import (
 )
 
 from serialrepro import configio
-from serialrepro.budget import check_memory
+from serialrepro.budget import MAX_SEED, check_memory
 from serialrepro.configio import StrictModel, read_yaml, short_repr
 from serialrepro.errors import UserInputError, unknown_name
 from serialrepro.experiments.golden import FIG3_GOLDEN, GOLDEN_CONDITIONS
@@ -147,8 +147,6 @@ FloatAxis = float | Annotated[list[float], NonEmpty] | FloatRange
 IntAxis = int | Annotated[list[int], NonEmpty] | IntRange
 StrAxis = str | Annotated[list[str], NonEmpty]
 
-#: seeds are stored as int64 (tables) and fed to torch.manual_seed: 0 ≤ seed < 2^63
-MAX_SEED = 2**63 - 1
 #: most cells one config may expand to (each is a separate simulation)
 MAX_CELLS = 100_000
 #: most values one range may give (before the product over axes)

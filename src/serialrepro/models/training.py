@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from serialrepro import atomic, loaders
-from serialrepro.budget import check_memory
+from serialrepro.budget import MAX_SEED, check_memory
 from serialrepro.data import Dataset, load_dataset
 from serialrepro.devices import resolve_device
 from serialrepro.errors import UserInputError
@@ -100,7 +100,7 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise bad(name, "an integer ≥ 1")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or \
-                not 0 <= self.seed <= 2**63 - 1:
+                not 0 <= self.seed <= MAX_SEED:
             raise bad("seed", "an integer in 0..2^63 - 1")
         for name in ("lr", "ema_decay"):
             value = getattr(self, name)
