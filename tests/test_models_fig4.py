@@ -136,6 +136,18 @@ def test_presets_key_the_x0_renoise_curve_by_its_name():
     assert sampler_variant("x0-renoise") == ("x0-renoise", "recompute")
 
 
+def test_every_preset_entry_names_a_registered_sampler():
+    """Figure 4 runs every entry of its preset (it does not skip unknown samplers), so each
+    must resolve in the sampler registry."""
+    from serialrepro.models.fig4 import PRESETS, sampler_variant
+    from serialrepro.models.samplers import get_sampler
+
+    for preset in PRESETS.values():
+        for entries in preset.samplers.values():
+            for entry in entries:
+                get_sampler(sampler_variant(entry)[0])
+
+
 def _table(serial_fids, ddpm_fids, steps=(50, 100, 200, 500, 1000)):
     import pandas as pd
 
